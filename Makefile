@@ -1,0 +1,58 @@
+# mantik — see README.md. Everything runs from a fresh Debian machine: the targets install
+# what they need (system packages via scripts/system-deps.sh, Python packages into .venv).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: install system-deps lint format test test-fast demo bench services-up services-down \
+	slurm-up slurm-down pg-up pg-down clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[server,dev]'
+	touch $@
+
+system-deps:
+	bash scripts/system-deps.sh
+
+lint: install
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
+
+format: install
+	$(BIN)/ruff format src tests bench
+	$(BIN)/ruff check --fix src tests bench
+
+pg-up: system-deps
+	bash scripts/postgres.sh up
+pg-down:
+	bash scripts/postgres.sh down
+slurm-up: system-deps
+	bash scripts/slurm.sh up
+slurm-down:
+	bash scripts/slurm.sh down
+
+services-up: pg-up slurm-up
+services-down: pg-down slurm-down
+
+# The whole suite: lint, then every test against real services (started here).
+test: install lint services-up
+	$(BIN)/pytest -q
+
+test-fast: install
+	$(BIN)/pytest -q -m "not slurm and not browser"
+
+demo: install
+	bash scripts/demo.sh
+
+bench: install services-up
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

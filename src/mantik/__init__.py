@@ -1,0 +1,27 @@
+"""mantik: authenticated MLflow tracking and MLflow projects on HPC systems."""
+
+from __future__ import annotations
+
+from mantik._exceptions import (
+    AuthenticationError,
+    ConfigurationError,
+    MantikError,
+    MissingEnvironmentError,
+    PasswordChangeRequired,
+    PlatformError,
+    PlatformUnreachable,
+)
+from mantik._version import __version__
+from mantik.client._tracking import init_tracking
+
+__all__ = [
+    "AuthenticationError",
+    "ConfigurationError",
+    "MantikError",
+    "MissingEnvironmentError",
+    "PasswordChangeRequired",
+    "PlatformError",
+    "PlatformUnreachable",
+    "__version__",
+    "init_tracking",
+]

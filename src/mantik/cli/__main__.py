@@ -1,0 +1,3 @@
+from mantik.cli.main import main
+
+main()

@@ -1,0 +1,172 @@
+"""``mantik admin users …``: accounts are created by administrators only."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from mantik.cli import _server_options as opts
+from mantik.cli._output import fail, out
+
+if TYPE_CHECKING:
+    from mantik.server.config import ServerSettings
+    from mantik.server.platform import Platform
+
+app = typer.Typer(help="Administer the platform (runs on the platform host).", no_args_is_help=True)
+users = typer.Typer(help="Create and manage user accounts.", no_args_is_help=True)
+app.add_typer(users, name="users")
+
+Username = Annotated[str, typer.Argument(help="The account name.")]
+TempPassword = Annotated[
+    str | None,
+    typer.Option(
+        "--temporary-password",
+        help="Temporary password (must follow the password rule); generated when omitted.",
+    ),
+]
+
+
+def _platform(
+    data_dir: object, database_uri: str | None, auth_database_uri: str | None
+) -> tuple[ServerSettings, Platform]:
+    from mantik.server.platform import build, prepare
+
+    settings = opts.settings(
+        data_dir=data_dir, database_uri=database_uri, auth_database_uri=auth_database_uri
+    )
+    prepare(settings)
+    return settings, build(settings)
+
+
+def _sync_mlflow_user(settings: ServerSettings, username: str, is_admin: bool) -> None:
+    from mantik.server.tracking import mlflow_app
+
+    store = mlflow_app.auth_store(settings)
+    try:
+        mlflow_app.ensure_user(store, username, is_admin=is_admin)
+    finally:
+        store.engine.dispose()
+
+
+def _identity_errors() -> type[Exception]:
+    from mantik.server.identity.errors import IdentityError
+
+    return IdentityError
+
+
+@users.command("create")
+def create(
+    username: Username,
+    admin: Annotated[bool, typer.Option("--admin", help="Give the account admin rights.")] = False,
+    temporary_password: TempPassword = None,
+    data_dir: opts.DataDir = None,
+    database_uri: opts.DatabaseUri = None,
+    auth_database_uri: opts.AuthDatabaseUri = None,
+) -> None:
+    """Create an account; the user must replace the temporary password at first sign-in."""
+    settings, platform = _platform(data_dir, database_uri, auth_database_uri)
+    try:
+        password = platform.identity.create_user(
+            username, is_admin=admin, temporary_password=temporary_password
+        )
+    except _identity_errors() as exc:
+        fail(str(exc))
+    _sync_mlflow_user(settings, username, admin)
+    out.print(f"Created user {username!r}{' (admin)' if admin else ''}.")
+    if temporary_password is None:
+        out.print(f"Temporary password: {password}", soft_wrap=True)
+
+
+@users.command("list")
+def list_(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    data_dir: opts.DataDir = None,
+    database_uri: opts.DatabaseUri = None,
+    auth_database_uri: opts.AuthDatabaseUri = None,
+) -> None:
+    """List accounts."""
+    _, platform = _platform(data_dir, database_uri, auth_database_uri)
+    rows = platform.identity.list_users()
+    if as_json:
+        out.print_json(
+            json.dumps(
+                [
+                    {
+                        "username": r.username,
+                        "admin": r.is_admin,
+                        "active": r.is_active,
+                        "must_change_password": r.must_change_password,
+                        "locked": r.locked,
+                        "created_at": r.created_at.isoformat(),
+                    }
+                    for r in rows
+                ]
+            )
+        )
+        return
+    from rich.table import Table
+
+    table = Table("username", "admin", "active", "password", "created")
+    for r in rows:
+        state = "temporary" if r.must_change_password else "set"
+        table.add_row(
+            r.username,
+            "yes" if r.is_admin else "",
+            ("locked" if r.locked else "yes") if r.is_active else "disabled",
+            state,
+            r.created_at.strftime("%Y-%m-%d %H:%M"),
+        )
+    out.print(table)
+
+
+@users.command("disable")
+def disable(
+    username: Username,
+    data_dir: opts.DataDir = None,
+    database_uri: opts.DatabaseUri = None,
+    auth_database_uri: opts.AuthDatabaseUri = None,
+) -> None:
+    """Disable an account: its tokens stop working (within the auth cache time)."""
+    _, platform = _platform(data_dir, database_uri, auth_database_uri)
+    try:
+        platform.identity.set_active(username, False)
+    except _identity_errors() as exc:
+        fail(str(exc))
+    out.print(f"Disabled user {username!r}.")
+
+
+@users.command("enable")
+def enable(
+    username: Username,
+    data_dir: opts.DataDir = None,
+    database_uri: opts.DatabaseUri = None,
+    auth_database_uri: opts.AuthDatabaseUri = None,
+) -> None:
+    """Enable a disabled account again."""
+    _, platform = _platform(data_dir, database_uri, auth_database_uri)
+    try:
+        platform.identity.set_active(username, True)
+    except _identity_errors() as exc:
+        fail(str(exc))
+    out.print(f"Enabled user {username!r}.")
+
+
+@users.command("reset-password")
+def reset_password(
+    username: Username,
+    temporary_password: TempPassword = None,
+    data_dir: opts.DataDir = None,
+    database_uri: opts.DatabaseUri = None,
+    auth_database_uri: opts.AuthDatabaseUri = None,
+) -> None:
+    """Give an account a new temporary password (and end its sessions)."""
+    _, platform = _platform(data_dir, database_uri, auth_database_uri)
+    try:
+        password = platform.identity.reset_password(username, temporary_password)
+    except _identity_errors() as exc:
+        fail(str(exc))
+    out.print(f"Reset the password of {username!r}; it must be replaced at the next sign-in.")
+    if temporary_password is None:
+        out.print(f"Temporary password: {password}", soft_wrap=True)

@@ -1,0 +1,35 @@
+"""The ``mantik`` command. Errors print one line (``--debug`` shows the traceback)."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from mantik.cli import admin, auth, experiments, server
+
+app = typer.Typer(
+    name="mantik",
+    help="mantik: tracked ML experiments and MLflow projects on HPC systems.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=True,
+)
+app.add_typer(server.app, name="server")
+app.add_typer(admin.app, name="admin")
+app.add_typer(experiments.app, name="experiments")
+auth.register(app)
+
+
+def main() -> None:
+    debug = "--debug" in sys.argv
+    if debug:
+        sys.argv.remove("--debug")
+    try:
+        app()
+    except Exception as exc:
+        if debug:
+            raise
+        from mantik.cli._output import fail
+
+        fail(exc)

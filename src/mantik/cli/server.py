@@ -1,0 +1,52 @@
+"""``mantik server start``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from mantik.cli import _server_options as opts
+
+app = typer.Typer(help="Run the mantik platform.", no_args_is_help=True)
+
+
+@app.command()
+def start(
+    data_dir: opts.DataDir = None,
+    host: Annotated[str | None, typer.Option(help="Interface to listen on [127.0.0.1].")] = None,
+    port: Annotated[int | None, typer.Option(help="TCP port [5000].")] = None,
+    workers: Annotated[int | None, typer.Option(help="uvicorn worker processes [2].")] = None,
+    database_uri: opts.DatabaseUri = None,
+    backend_store_uri: opts.BackendStoreUri = None,
+    auth_database_uri: opts.AuthDatabaseUri = None,
+    artifacts_destination: Annotated[
+        str | None,
+        typer.Option(help="Where artifacts are stored: a folder or s3://bucket/prefix."),
+    ] = None,
+    ssl_keyfile: Annotated[Path | None, typer.Option(help="TLS private key (PEM).")] = None,
+    ssl_certfile: Annotated[Path | None, typer.Option(help="TLS certificate (PEM).")] = None,
+    public_url: Annotated[
+        str | None, typer.Option(help="Public base URL when behind a proxy.")
+    ] = None,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+) -> None:
+    """Start the platform: MLflow UI and REST, identity and compute API on one origin."""
+    settings = opts.settings(
+        data_dir=data_dir,
+        host=host,
+        port=port,
+        workers=workers,
+        database_uri=database_uri,
+        backend_store_uri=backend_store_uri,
+        auth_database_uri=auth_database_uri,
+        artifacts_destination=artifacts_destination,
+        ssl_keyfile=ssl_keyfile,
+        ssl_certfile=ssl_certfile,
+        public_url=public_url,
+    )
+    from mantik.server.launcher import serve
+
+    typer.echo(f"mantik platform at {settings.base_url} (data in {settings.data_dir})", err=True)
+    serve(settings, log_level=log_level)

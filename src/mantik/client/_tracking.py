@@ -1,0 +1,42 @@
+"""``mantik.init_tracking()``: point MLflow at the platform with a fresh token."""
+
+from __future__ import annotations
+
+import os
+
+from mantik.client import _env, _tokens
+
+AUTH_PROVIDER_NAME = "mantik"
+_CONFLICTING = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
+
+
+def init_tracking() -> _tokens.Tokens:
+    """Sign in to the mantik platform and make MLflow track to it.
+
+    Reads ``MANTIK_USERNAME``, ``MANTIK_PASSWORD`` and ``MLFLOW_TRACKING_URI`` (the platform's
+    base URL). A cached token is reused without a network call while it is valid::
+
+        import mantik, mlflow
+        mantik.init_tracking()
+        mlflow.log_metric("loss", 0.1)
+    """
+    values = _env.require(_env.USERNAME, _env.PASSWORD, _env.TRACKING_URI)
+    url = _env.platform_url(values[_env.TRACKING_URI])
+    username = values[_env.USERNAME]
+    tokens = _tokens.obtain(url, username, values[_env.PASSWORD])
+    activate(url, tokens.access_token)
+    return tokens
+
+
+def activate(url: str, access_token: str) -> None:
+    """Make MLflow (this process and its children) use ``url`` with ``access_token``."""
+    os.environ[_env.TRACKING_URI] = url
+    os.environ["MLFLOW_TRACKING_TOKEN"] = access_token
+    # Our request auth provider renews the token inside runs longer than its lifetime.
+    os.environ["MLFLOW_TRACKING_AUTH"] = AUTH_PROVIDER_NAME
+    for name in _CONFLICTING:  # MLflow prefers basic auth over the token when both are set
+        os.environ.pop(name, None)
+
+    import mlflow
+
+    mlflow.set_tracking_uri(url)

@@ -1,0 +1,79 @@
+"""``/api/mantik/*`` token and password endpoints (mantik 0.1.x wire shapes) and JWKS."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request, Response, status
+from pydantic import BaseModel, Field
+
+from mantik._version import __version__
+from mantik.server.identity.service import IdentityService
+
+router = APIRouter()
+
+Username = Annotated[str, Field(min_length=1, max_length=64)]
+Secret = Annotated[str, Field(min_length=1, max_length=1024)]
+
+
+class TokenCreate(BaseModel):
+    username: Username
+    password: Secret
+
+
+class TokenRefresh(BaseModel):
+    username: Username
+    refresh_token: Secret
+
+
+class PasswordChange(BaseModel):
+    username: Username
+    password: Secret
+    new_password: Secret
+
+
+class TokenResponse(BaseModel):
+    AccessToken: str
+    ExpiresAt: str = Field(description="ISO-8601 with offset, e.g. 2026-11-27T07:00:00+00:00")
+    RefreshToken: str
+
+
+def get_identity(request: Request) -> IdentityService:
+    service: IdentityService = request.app.state.identity
+    return service
+
+
+Identity = Annotated[IdentityService, Depends(get_identity)]
+
+
+@router.post("/api/mantik/tokens/create", status_code=201, response_model=TokenResponse)
+def create_token(body: TokenCreate, identity: Identity) -> dict[str, str]:
+    return identity.sign_in(body.username, body.password).wire()
+
+
+@router.post("/api/mantik/tokens/refresh", status_code=201, response_model=TokenResponse)
+def refresh_token(body: TokenRefresh, identity: Identity) -> dict[str, str]:
+    return identity.refresh(body.username, body.refresh_token).wire()
+
+
+@router.post("/api/mantik/tokens/revoke", status_code=204)
+def revoke_token(body: TokenRefresh, identity: Identity) -> Response:
+    identity.revoke(body.username, body.refresh_token)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/api/mantik/password", status_code=204)
+def change_password(body: PasswordChange, identity: Identity) -> Response:
+    identity.change_password(body.username, body.password, body.new_password)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/api/mantik/health")
+def health() -> dict[str, str]:
+    return {"status": "ok", "version": __version__}
+
+
+@router.get("/.well-known/jwks.json")
+def jwks(request: Request) -> dict[str, Any]:
+    keys: dict[str, Any] = request.app.state.signing_key.jwks()
+    return keys

@@ -1,0 +1,152 @@
+"""The small HTML pages a browser needs: sign in, set a new password, sign out."""
+
+from __future__ import annotations
+
+from html import escape
+from typing import Annotated
+from urllib.parse import quote
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from mantik.server.identity import errors
+from mantik.server.identity.service import IdentityService
+from mantik.server.tracking.authorization import SESSION_COOKIE
+
+router = APIRouter(include_in_schema=False)
+
+_STYLE = """
+body{font-family:system-ui,sans-serif;background:#f4f6f8;margin:0}
+main{max-width:22rem;margin:10vh auto;background:#fff;padding:2rem;border-radius:8px;
+box-shadow:0 1px 4px #0002}
+h1{font-size:1.3rem;margin-top:0}label{display:block;margin:.8rem 0 .2rem}
+input{width:100%;box-sizing:border-box;padding:.5rem;font-size:1rem}
+button{margin-top:1.2rem;width:100%;padding:.6rem;font-size:1rem;background:#0b6bcb;
+color:#fff;border:0;border-radius:4px}.error{color:#b00020}.hint{color:#555;font-size:.85rem}
+"""
+
+
+def _page(title: str, body: str, status_code: int = 200) -> HTMLResponse:
+    html = (
+        f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{escape(title)} · "
+        f"mantik</title><meta name=viewport content='width=device-width'>"
+        f"<style>{_STYLE}</style></head><body><main><h1>{escape(title)}</h1>{body}</main>"
+        "</body></html>"
+    )
+    return HTMLResponse(html, status_code=status_code, headers={"Cache-Control": "no-store"})
+
+
+def safe_next(target: str | None) -> str:
+    """Only same-site paths: ``//evil.example`` or ``https://…`` would be an open redirect."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    return target
+
+
+def _field(label: str, name: str, kind: str = "text", value: str = "", auto: str = "") -> str:
+    return (
+        f"<label for={name}>{label}</label><input id={name} name={name} type={kind} "
+        f"value='{escape(value, quote=True)}' autocomplete='{auto}' required>"
+    )
+
+
+def _login_form(next_url: str, username: str = "", error: str = "") -> str:
+    return (
+        (f"<p class=error role=alert>{escape(error)}</p>" if error else "")
+        + "<form method=post action=/login>"
+        + f"<input type=hidden name=next value='{escape(next_url, quote=True)}'>"
+        + _field("Username", "username", value=username, auto="username")
+        + _field("Password", "password", "password", auto="current-password")
+        + "<button type=submit>Sign in</button></form>"
+    )
+
+
+def _identity(request: Request) -> IdentityService:
+    service: IdentityService = request.app.state.identity
+    return service
+
+
+@router.get("/login")
+def login_page(next: str | None = None) -> HTMLResponse:
+    return _page("Sign in to mantik", _login_form(safe_next(next)))
+
+
+@router.post("/login")
+def login(
+    request: Request,
+    username: Annotated[str, Form(max_length=64)],
+    password: Annotated[str, Form(max_length=1024)],
+    next: Annotated[str, Form(max_length=2048)] = "/",
+) -> Response:
+    target = safe_next(next)
+    try:
+        token, expires = _identity(request).session_token(username, password)
+    except errors.NewPasswordRequired:
+        query = f"username={quote(username)}&next={quote(target)}"
+        return RedirectResponse(f"/new-password?{query}", status_code=303)
+    except errors.IdentityError as exc:
+        return _page(
+            "Sign in to mantik", _login_form(target, username, exc.message), exc.status_code
+        )
+    response = RedirectResponse(target, status_code=303)
+    settings = request.app.state.settings
+    response.set_cookie(
+        SESSION_COOKIE,
+        token,
+        max_age=settings.session_hours * 3600,
+        httponly=True,
+        samesite="lax",
+        secure=settings.base_url.startswith("https://"),
+        path="/",
+    )
+    return response
+
+
+def _new_password_form(username: str, next_url: str, error: str = "") -> str:
+    return (
+        "<p class=hint>Your account has a temporary password. Choose your own: at least 8 "
+        "characters with a number, a special character, a lowercase and an uppercase "
+        "letter.</p>"
+        + (f"<p class=error role=alert>{escape(error)}</p>" if error else "")
+        + "<form method=post action=/new-password>"
+        + f"<input type=hidden name=next value='{escape(next_url, quote=True)}'>"
+        + _field("Username", "username", value=username, auto="username")
+        + _field("Current (temporary) password", "password", "password", auto="current-password")
+        + _field("New password", "new_password", "password", auto="new-password")
+        + _field("Repeat new password", "new_password2", "password", auto="new-password")
+        + "<button type=submit>Set password</button></form>"
+    )
+
+
+@router.get("/new-password")
+def new_password_page(username: str = "", next: str | None = None) -> HTMLResponse:
+    return _page("Set a new password", _new_password_form(username[:64], safe_next(next)))
+
+
+@router.post("/new-password")
+def new_password(
+    request: Request,
+    username: Annotated[str, Form(max_length=64)],
+    password: Annotated[str, Form(max_length=1024)],
+    new_password: Annotated[str, Form(max_length=1024)],
+    new_password2: Annotated[str, Form(max_length=1024)],
+    next: Annotated[str, Form(max_length=2048)] = "/",
+) -> Response:
+    target = safe_next(next)
+    if new_password != new_password2:
+        form = _new_password_form(username, target, "The two new passwords differ.")
+        return _page("Set a new password", form, 400)
+    try:
+        _identity(request).change_password(username, password, new_password)
+    except errors.IdentityError as exc:
+        form = _new_password_form(username, target, exc.message)
+        return _page("Set a new password", form, exc.status_code)
+    # Sign in with the new password straight away.
+    return login(request, username, new_password, target)
+
+
+@router.api_route("/logout", methods=["GET", "POST"])
+def logout() -> Response:
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return response

@@ -1,0 +1,100 @@
+"""The platform as one ASGI app: mantik's routes, and MLflow (UI, REST, artifacts) for the rest.
+
+MLflow's app must see the original paths (it breaks when mounted under a prefix), so a tiny
+dispatcher routes by path instead of mounting.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from mantik._version import __version__
+from mantik.server.api import errors, identity, pages
+from mantik.server.config import ServerSettings
+from mantik.server.platform import Platform, build
+from mantik.server.tracking import authorization, mlflow_app
+
+MANTIK_PREFIXES = ("/api/mantik/", "/compute-backend", "/.well-known/")
+MANTIK_PATHS = frozenset({"/login", "/logout", "/new-password"})
+# Identity API bodies are small; uploads (compute) have their own limits.
+IDENTITY_BODY_LIMIT = 64 * 1024
+# MLflow's own user management would create accounts that cannot sign in: refuse it.
+_MLFLOW_USER_ADMIN = ("/signup", "/api/2.0/mlflow/users/", "/ajax-api/2.0/mlflow/users/")
+_MLFLOW_USER_READS = ("/users/get", "/users/current", "/users/list")
+
+
+def create_mantik_api(platform: Platform) -> FastAPI:
+    api = FastAPI(
+        title="mantik",
+        version=__version__,
+        docs_url="/compute-backend/docs",
+        openapi_url="/compute-backend/openapi.json",
+        redoc_url=None,
+    )
+    api.state.settings = platform.settings
+    api.state.identity = platform.identity
+    api.state.signing_key = platform.signing_key
+    errors.install_handlers(api)
+    api.include_router(identity.router)
+    api.include_router(pages.router)
+    return api
+
+
+async def _refuse_user_admin(send: Send) -> None:
+    body = json.dumps(
+        {
+            "error_code": "PERMISSION_DENIED",
+            "message": "Users are managed by mantik: use `mantik admin users`.",
+        }
+    ).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    await send({"type": "http.response.start", "status": 403, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class PlatformApp:
+    def __init__(self, mantik: ASGIApp, mlflow: ASGIApp) -> None:
+        self.mantik = mantik
+        self.mlflow = mlflow
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self.mlflow(scope, receive, send)
+            return
+        path: str = scope["path"]
+        if path in MANTIK_PATHS or path.startswith(MANTIK_PREFIXES):
+            await self.mantik(scope, receive, send)
+        elif path.startswith(_MLFLOW_USER_ADMIN) and not path.endswith(_MLFLOW_USER_READS):
+            await _refuse_user_admin(send)
+        else:
+            await self.mlflow(scope, receive, send)
+
+
+def _gate(platform: Platform) -> authorization.AuthGate:
+    from mlflow.server import auth as mlflow_auth
+
+    def ensure_mlflow_user(username: str) -> None:
+        mlflow_app.ensure_user(
+            mlflow_auth.store, username, is_admin=platform.identity.is_admin(username)
+        )
+
+    return authorization.AuthGate(
+        platform.tokens,
+        platform.identity.is_active,
+        ensure_mlflow_user,
+        platform.settings.auth_cache_seconds,
+    )
+
+
+def create_app(settings: ServerSettings | None = None) -> Any:
+    """The ASGI app of one worker (uvicorn ``--factory`` target)."""
+    settings = settings or ServerSettings()
+    platform = build(settings)
+    mlflow = mlflow_app.create_mlflow_app(settings)
+    authorization.install(_gate(platform))
+    mantik = errors.BodyLimit(create_mantik_api(platform), IDENTITY_BODY_LIMIT)
+    return PlatformApp(mantik, mlflow)

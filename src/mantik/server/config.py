@@ -1,0 +1,91 @@
+"""Platform settings: one pydantic model, read from ``MANTIK_*`` variables and CLI flags."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATA_DIR = Path.home() / ".mantik" / "platform"
+
+
+class ServerSettings(BaseSettings):
+    """Everything the platform process needs to know.
+
+    Embedded defaults keep every store under ``data_dir`` (SQLite + a local artifact
+    folder); production deployments point the URIs at PostgreSQL and S3.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="MANTIK_", extra="ignore")
+
+    environment: Literal["development", "production"] = "development"
+    data_dir: Path = DEFAULT_DATA_DIR
+    host: str = "127.0.0.1"
+    port: int = Field(default=5000, ge=0, le=65535)
+    workers: int = Field(default=2, ge=1, le=64)
+    ssl_keyfile: Path | None = None
+    ssl_certfile: Path | None = None
+    # Public base URL, used as JWT issuer and in links; defaults to http(s)://host:port.
+    public_url: str | None = None
+
+    # Stores. None means "SQLite file in data_dir".
+    database_uri: str | None = None  # mantik's own tables (users, tokens, jobs)
+    backend_store_uri: str | None = None  # MLflow tracking store
+    auth_database_uri: str | None = None  # MLflow auth app (permissions)
+    artifacts_destination: str | None = None  # local folder or s3://bucket/prefix
+
+    access_token_minutes: int = Field(default=60, ge=1, le=24 * 60)
+    refresh_token_days: int = Field(default=30, ge=1, le=365)
+    session_hours: int = Field(default=8, ge=1, le=7 * 24)
+    max_failed_logins: int = Field(default=5, ge=1)
+    lockout_minutes: int = Field(default=15, ge=1)
+    auth_cache_seconds: float = Field(default=30.0, ge=0)
+
+    @model_validator(mode="after")
+    def _production_needs_tls_or_proxy_url(self) -> ServerSettings:
+        if self.environment == "production" and not (
+            self.ssl_certfile or (self.public_url or "").startswith("https://")
+        ):
+            raise ValueError(
+                "production needs TLS: pass --ssl-certfile/--ssl-keyfile, or set "
+                "MANTIK_PUBLIC_URL=https://… when a TLS proxy sits in front"
+            )
+        if bool(self.ssl_keyfile) != bool(self.ssl_certfile):
+            raise ValueError("--ssl-keyfile and --ssl-certfile must be given together")
+        return self
+
+    @property
+    def tls(self) -> bool:
+        return self.ssl_certfile is not None
+
+    @property
+    def base_url(self) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://{self.host}:{self.port}"
+
+    def _sqlite(self, name: str) -> str:
+        return f"sqlite:///{(self.data_dir / name).resolve()}"
+
+    @property
+    def resolved_database_uri(self) -> str:
+        return self.database_uri or self._sqlite("mantik.db")
+
+    @property
+    def resolved_backend_store_uri(self) -> str:
+        return self.backend_store_uri or self._sqlite("mlflow.db")
+
+    @property
+    def resolved_auth_database_uri(self) -> str:
+        return self.auth_database_uri or self._sqlite("auth.db")
+
+    @property
+    def resolved_artifacts_destination(self) -> str:
+        return self.artifacts_destination or str((self.data_dir / "artifacts").resolve())
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.data_dir / "keys"

@@ -1,0 +1,78 @@
+"""The platform's JWT signing key: RSA, kept in ``data_dir/keys`` (0600), published as JWKS."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from jwt.algorithms import RSAAlgorithm
+from jwt.utils import base64url_encode
+
+ALGORITHM = "RS256"
+_KEY_FILE = "jwt-signing-key.pem"
+
+
+class SigningKey:
+    def __init__(self, private_key: rsa.RSAPrivateKey) -> None:
+        self.private_key = private_key
+        self.public_key = private_key.public_key()
+        self.kid = _thumbprint(self.public_key)
+
+    def jwk(self) -> dict[str, Any]:
+        jwk: dict[str, Any] = json.loads(RSAAlgorithm.to_jwk(self.public_key))
+        jwk.update(kid=self.kid, use="sig", alg=ALGORITHM)
+        return jwk
+
+    def jwks(self) -> dict[str, Any]:
+        return {"keys": [self.jwk()]}
+
+
+def _thumbprint(public_key: rsa.RSAPublicKey) -> str:
+    """RFC 7638 JWK thumbprint: a stable key id derived from the key itself."""
+    from cryptography.hazmat.primitives import hashes
+
+    jwk = json.loads(RSAAlgorithm.to_jwk(public_key))
+    canonical = json.dumps({k: jwk[k] for k in ("e", "kty", "n")}, separators=(",", ":"))
+    digest = hashes.Hash(hashes.SHA256())
+    digest.update(canonical.encode())
+    return base64url_encode(digest.finalize()).decode()
+
+
+def write_secret_file(path: Path, data: bytes) -> None:
+    """Create ``path`` with mode 0600 from the first byte on (no window with wider rights)."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+    os.replace(tmp, path)
+
+
+def load_or_create(keys_dir: Path) -> SigningKey:
+    path = keys_dir / _KEY_FILE
+    if not path.exists():
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        pem = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        write_secret_file(path, pem)
+    loaded = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    if not isinstance(loaded, rsa.RSAPrivateKey):
+        raise ValueError(f"{path} does not hold an RSA private key")
+    return SigningKey(loaded)
+
+
+def load_or_create_secret(keys_dir: Path, name: str) -> str:
+    """A random secret shared by all workers (e.g. Flask's session key)."""
+    import secrets
+
+    path = keys_dir / name
+    if not path.exists():
+        write_secret_file(path, secrets.token_urlsafe(48).encode())
+    return path.read_text().strip()

@@ -1,0 +1,276 @@
+"""Sign-in, password changes, refresh-token rotation and account administration."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from mantik.server.config import ServerSettings
+from mantik.server.db import Database
+from mantik.server.identity import errors, passwords
+from mantik.server.identity.tokens import TokenService, hash_refresh_token, new_refresh_token
+from mantik.server.models import RefreshToken, User, utcnow
+
+USERNAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
+_BAD_CREDENTIALS = "Invalid username or password."
+
+
+@dataclass(frozen=True)
+class IssuedTokens:
+    access_token: str
+    expires_at: datetime
+    refresh_token: str
+
+    def wire(self) -> dict[str, str]:
+        """The mantik 0.1.x wire shape."""
+        return {
+            "AccessToken": self.access_token,
+            "ExpiresAt": self.expires_at.isoformat(),
+            "RefreshToken": self.refresh_token,
+        }
+
+
+@dataclass(frozen=True)
+class UserInfo:
+    username: str
+    is_admin: bool
+    is_active: bool
+    must_change_password: bool
+    locked: bool
+    created_at: datetime
+
+
+def check_username(username: str) -> None:
+    if not USERNAME_PATTERN.fullmatch(username):
+        raise errors.BadRequest(
+            "A username has 1-64 characters: letters, digits and . _ @ -, "
+            "starting with a letter or digit."
+        )
+
+
+class IdentityService:
+    def __init__(self, db: Database, settings: ServerSettings, tokens: TokenService) -> None:
+        self.db = db
+        self.settings = settings
+        self.tokens = tokens
+
+    # --- sign-in and tokens -------------------------------------------------------------
+
+    def sign_in(self, username: str, password: str) -> IssuedTokens:
+        with self.db.session() as session:
+            user = self._verify_password(session, username, password)
+            if user.must_change_password:
+                raise errors.NewPasswordRequired(
+                    "NEW_PASSWORD_REQUIRED: this account still has its temporary password. "
+                    "Set a new one (mantik login, the /new-password page, or "
+                    "POST /api/mantik/password) and sign in again."
+                )
+            return self._issue(session, user, family=uuid.uuid4().hex)
+
+    def refresh(self, username: str, refresh_token: str) -> IssuedTokens:
+        now = utcnow()
+        with self.db.session() as session:
+            row = session.scalar(
+                select(RefreshToken).where(
+                    RefreshToken.token_hash == hash_refresh_token(refresh_token)
+                )
+            )
+            user = session.get(User, row.user_id) if row else None
+            if row is None or user is None or user.username != username:
+                raise errors.InvalidRefreshToken("Refresh token is invalid.")
+            if row.revoked_at is not None:
+                raise errors.InvalidRefreshToken("Refresh token is invalid: it was revoked.")
+            if row.rotated_at is not None:
+                # A rotated token came back: someone holds a copy. End the whole family.
+                self._revoke_family(session, row.family, now)
+                raise errors.InvalidRefreshToken(
+                    "Refresh token is invalid: it was already used; sign in again."
+                )
+            if row.expires_at <= now:
+                raise errors.InvalidRefreshToken("Refresh token has expired.")
+            if not user.is_active:
+                raise errors.InvalidRefreshToken("Refresh token is invalid: account disabled.")
+            row.rotated_at = now
+            return self._issue(session, user, family=row.family)
+
+    def revoke(self, username: str, refresh_token: str) -> None:
+        with self.db.session() as session:
+            row = session.scalar(
+                select(RefreshToken).where(
+                    RefreshToken.token_hash == hash_refresh_token(refresh_token)
+                )
+            )
+            user = session.get(User, row.user_id) if row else None
+            if row is None or user is None or user.username != username:
+                raise errors.InvalidRefreshToken("Refresh token is invalid.")
+            self._revoke_family(session, row.family, utcnow())
+
+    def change_password(self, username: str, password: str, new_password: str) -> None:
+        try:
+            passwords.check_rule(new_password)
+        except passwords.PasswordRuleError as exc:
+            raise errors.BadRequest(str(exc)) from exc
+        if new_password == password:
+            raise errors.BadRequest("The new password must differ from the current one.")
+        with self.db.session() as session:
+            user = self._verify_password(session, username, password)
+            user.password_hash = passwords.hash_password(new_password)
+            user.must_change_password = False
+            # A new password ends every session that the old one opened.
+            session.execute(
+                update(RefreshToken)
+                .where(RefreshToken.user_id == user.id, RefreshToken.revoked_at.is_(None))
+                .values(revoked_at=utcnow())
+            )
+
+    def session_token(self, username: str, password: str) -> tuple[str, float]:
+        """A browser session token (cookie) after a password sign-in."""
+        with self.db.session() as session:
+            user = self._verify_password(session, username, password)
+            if user.must_change_password:
+                raise errors.NewPasswordRequired("NEW_PASSWORD_REQUIRED")
+            return self.tokens.issue(
+                user.username, "session", self.settings.session_hours * 3600
+            )
+
+    def is_active(self, username: str) -> bool | None:
+        """True/False for a known user, None for an unknown one."""
+        with self.db.session() as session:
+            active = session.scalar(select(User.is_active).where(User.username == username))
+        return active
+
+    # --- administration -----------------------------------------------------------------
+
+    def create_user(
+        self, username: str, *, is_admin: bool = False, temporary_password: str | None = None
+    ) -> str:
+        check_username(username)
+        password = temporary_password or passwords.generate_temporary()
+        try:
+            passwords.check_rule(password)
+        except passwords.PasswordRuleError as exc:
+            raise errors.BadRequest(str(exc)) from exc
+        with self.db.session() as session:
+            if session.scalar(select(User.id).where(User.username == username)) is not None:
+                raise errors.Conflict(f"User {username!r} exists already.")
+            session.add(
+                User(
+                    username=username,
+                    password_hash=passwords.hash_password(password),
+                    is_admin=is_admin,
+                    must_change_password=True,
+                )
+            )
+        return password
+
+    def list_users(self) -> list[UserInfo]:
+        now = utcnow()
+        with self.db.session() as session:
+            users = session.scalars(select(User).order_by(User.username)).all()
+            return [
+                UserInfo(
+                    username=u.username,
+                    is_admin=u.is_admin,
+                    is_active=u.is_active,
+                    must_change_password=u.must_change_password,
+                    locked=u.locked_until is not None and u.locked_until > now,
+                    created_at=u.created_at,
+                )
+                for u in users
+            ]
+
+    def set_active(self, username: str, active: bool) -> None:
+        with self.db.session() as session:
+            user = self._get(session, username)
+            user.is_active = active
+            if not active:
+                session.execute(
+                    update(RefreshToken)
+                    .where(RefreshToken.user_id == user.id, RefreshToken.revoked_at.is_(None))
+                    .values(revoked_at=utcnow())
+                )
+
+    def reset_password(self, username: str, temporary_password: str | None = None) -> str:
+        password = temporary_password or passwords.generate_temporary()
+        try:
+            passwords.check_rule(password)
+        except passwords.PasswordRuleError as exc:
+            raise errors.BadRequest(str(exc)) from exc
+        with self.db.session() as session:
+            user = self._get(session, username)
+            user.password_hash = passwords.hash_password(password)
+            user.must_change_password = True
+            user.failed_logins = 0
+            user.locked_until = None
+            session.execute(
+                update(RefreshToken)
+                .where(RefreshToken.user_id == user.id, RefreshToken.revoked_at.is_(None))
+                .values(revoked_at=utcnow())
+            )
+        return password
+
+    def is_admin(self, username: str) -> bool:
+        with self.db.session() as session:
+            return bool(self._get(session, username).is_admin)
+
+    # --- internals ----------------------------------------------------------------------
+
+    @staticmethod
+    def _get(session: Session, username: str) -> User:
+        user = session.scalar(select(User).where(User.username == username))
+        if user is None:
+            raise errors.NotFound(f"No user {username!r}.")
+        return user
+
+    def _verify_password(self, session: Session, username: str, password: str) -> User:
+        now = utcnow()
+        user = session.scalar(select(User).where(User.username == username))
+        if user is not None and user.locked_until is not None and user.locked_until > now:
+            minutes = max(1, round((user.locked_until - now).total_seconds() / 60))
+            raise errors.AccountLocked(
+                f"Too many failed sign-ins: the account is locked for {minutes} more minute(s).",
+                headers={"Retry-After": str(int((user.locked_until - now).total_seconds()) + 1)},
+            )
+        ok = passwords.verify_password(user.password_hash if user else None, password)
+        if user is None or not user.is_active:
+            raise errors.InvalidCredentials(_BAD_CREDENTIALS)
+        if not ok:
+            user.failed_logins += 1
+            if user.failed_logins >= self.settings.max_failed_logins:
+                user.locked_until = now + timedelta(minutes=self.settings.lockout_minutes)
+                user.failed_logins = 0
+            session.commit()  # the failure must count even though we raise
+            raise errors.InvalidCredentials(_BAD_CREDENTIALS)
+        user.failed_logins = 0
+        user.locked_until = None
+        if passwords.needs_rehash(user.password_hash):
+            user.password_hash = passwords.hash_password(password)
+        return user
+
+    def _issue(self, session: Session, user: User, *, family: str) -> IssuedTokens:
+        access, expires = self.tokens.issue(
+            user.username, "access", self.settings.access_token_minutes * 60
+        )
+        refresh, refresh_hash = new_refresh_token()
+        session.add(
+            RefreshToken(
+                user_id=user.id,
+                token_hash=refresh_hash,
+                family=family,
+                expires_at=utcnow() + timedelta(days=self.settings.refresh_token_days),
+            )
+        )
+        return IssuedTokens(access, datetime.fromtimestamp(expires, UTC), refresh)
+
+    @staticmethod
+    def _revoke_family(session: Session, family: str, now: datetime) -> None:
+        session.execute(
+            update(RefreshToken)
+            .where(RefreshToken.family == family, RefreshToken.revoked_at.is_(None))
+            .values(revoked_at=now)
+        )

@@ -1,0 +1,99 @@
+"""Signed JWT access tokens (RS256 with ``kid``) and opaque refresh tokens."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import jwt
+
+from mantik.server.identity.keys import ALGORITHM, SigningKey
+
+AUDIENCE = "mantik"
+TokenKind = Literal["access", "session", "job"]
+
+
+class InvalidToken(Exception):
+    """The token is missing, malformed, badly signed, expired or not for us."""
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who a verified token speaks for."""
+
+    username: str
+    kind: TokenKind
+    expires_at: float
+    run_id: str | None = None
+    experiment_id: str | None = None
+
+
+class TokenService:
+    def __init__(self, key: SigningKey, issuer: str) -> None:
+        self._key = key
+        self.issuer = issuer
+
+    def issue(
+        self, username: str, kind: TokenKind, ttl_seconds: int, **claims: str
+    ) -> tuple[str, float]:
+        now = int(time.time())
+        expires = now + ttl_seconds
+        payload: dict[str, Any] = {
+            "iss": self.issuer,
+            "aud": AUDIENCE,
+            "sub": username,
+            "iat": now,
+            "nbf": now,
+            "exp": expires,
+            "jti": uuid.uuid4().hex,
+            "typ": kind,
+            **claims,
+        }
+        token = jwt.encode(
+            payload, self._key.private_key, algorithm=ALGORITHM, headers={"kid": self._key.kid}
+        )
+        return token, float(expires)
+
+    def verify(self, token: str) -> Principal:
+        try:
+            header = jwt.get_unverified_header(token)
+            if header.get("kid") != self._key.kid:
+                raise InvalidToken("Token was signed by an unknown key")
+            claims = jwt.decode(
+                token,
+                self._key.public_key,
+                algorithms=[ALGORITHM],
+                audience=AUDIENCE,
+                issuer=self.issuer,
+                options={"require": ["exp", "iat", "sub", "typ"]},
+                leeway=5,
+            )
+        except jwt.ExpiredSignatureError as exc:
+            raise InvalidToken("Token has expired") from exc
+        except jwt.PyJWTError as exc:
+            raise InvalidToken(f"Token is invalid: {exc}") from exc
+        kind = claims["typ"]
+        if kind not in ("access", "session", "job"):
+            raise InvalidToken("Token is invalid: unknown token type")
+        return Principal(
+            username=str(claims["sub"]),
+            kind=kind,
+            expires_at=float(claims["exp"]),
+            run_id=claims.get("run_id"),
+            experiment_id=claims.get("experiment_id"),
+        )
+
+
+def new_refresh_token() -> tuple[str, str]:
+    """An opaque refresh token and the hash under which it is stored."""
+    token = secrets.token_urlsafe(32)
+    return token, hash_refresh_token(token)
+
+
+def hash_refresh_token(token: str) -> str:
+    # 256 random bits need no slow hash: SHA-256 is enough to make a stolen table useless.
+    return hashlib.sha256(token.encode()).hexdigest()

@@ -1,0 +1,139 @@
+"""MLflow's ``authorization_function``: who is calling, from a Bearer JWT or the session cookie.
+
+MLflow calls :func:`authorize` with no arguments inside a Flask request context, several
+times per request, so verified tokens and account states are cached (``auth_cache_seconds``).
+The gate is installed once per worker by the app factory: MLflow's plugin contract leaves no
+other way to hand it state.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from urllib.parse import quote
+
+from werkzeug.datastructures import Authorization
+from werkzeug.wrappers import Response
+
+from mantik.server.identity.tokens import InvalidToken, Principal, TokenService
+
+SESSION_COOKIE = "mantik_session"
+_MAX_CACHE = 10_000
+
+
+class AuthGate:
+    """Verifies tokens with a small time-bounded cache; knows which users are active."""
+
+    def __init__(
+        self,
+        tokens: TokenService,
+        is_active: Callable[[str], bool | None],
+        ensure_mlflow_user: Callable[[str], None],
+        cache_seconds: float,
+    ) -> None:
+        self._tokens = tokens
+        self._is_active = is_active
+        self._ensure_mlflow_user = ensure_mlflow_user
+        self._ttl = cache_seconds
+        self._verified: dict[str, tuple[Principal, float]] = {}
+        self._active: dict[str, tuple[bool, float]] = {}
+        self._known_mlflow_users: set[str] = set()
+        self._lock = threading.Lock()
+
+    def principal(self, token: str) -> Principal:
+        now = time.time()
+        cached = self._verified.get(token)
+        if cached is not None and cached[1] > now and cached[0].expires_at > now:
+            principal = cached[0]
+        else:
+            principal = self._tokens.verify(token)
+            with self._lock:
+                if len(self._verified) >= _MAX_CACHE:
+                    self._verified.clear()
+                self._verified[token] = (principal, now + self._ttl)
+        if not self._active_user(principal.username, now):
+            raise InvalidToken("Token is invalid: the account is disabled or unknown")
+        if principal.username not in self._known_mlflow_users:
+            self._ensure_mlflow_user(principal.username)
+            self._known_mlflow_users.add(principal.username)
+        return principal
+
+    def _active_user(self, username: str, now: float) -> bool:
+        cached = self._active.get(username)
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        active = bool(self._is_active(username))
+        with self._lock:
+            if len(self._active) >= _MAX_CACHE:
+                self._active.clear()
+            self._active[username] = (active, now + self._ttl)
+        return active
+
+    def forget(self) -> None:
+        with self._lock:
+            self._verified.clear()
+            self._active.clear()
+
+
+_gate: AuthGate | None = None
+
+
+def install(gate: AuthGate) -> None:
+    global _gate
+    _gate = gate
+
+
+def bearer_token(header: str | None) -> str | None:
+    if header and header[:7].lower() == "bearer ":
+        token = header[7:].strip()
+        return token or None
+    return None
+
+
+def _wants_html(request: object) -> bool:
+    from flask import Request
+
+    assert isinstance(request, Request)
+    accept = request.headers.get("Accept", "")
+    return request.method == "GET" and "text/html" in accept and "/api/" not in request.path
+
+
+def _challenge(message: str) -> Response:
+    from flask import request
+
+    if _wants_html(request):
+        target = request.full_path.rstrip("?")
+        return Response(status=302, headers={"Location": f"/login?next={quote(target)}"})
+    response = Response(
+        json.dumps({"error_code": "UNAUTHENTICATED", "message": message}),
+        status=401,
+        mimetype="application/json",
+    )
+    response.headers["WWW-Authenticate"] = 'Bearer realm="mantik"'
+    return response
+
+
+def authorize() -> Authorization | Response:
+    """The ``authorization_function`` named in MLflow's auth config."""
+    from flask import request
+
+    if _gate is None:  # pragma: no cover - a wiring mistake, not a user error
+        raise RuntimeError("mantik's AuthGate was not installed")
+    token = bearer_token(request.headers.get("Authorization")) or request.cookies.get(
+        SESSION_COOKIE
+    )
+    if not token:
+        return _challenge("Authentication required: send 'Authorization: Bearer <token>'.")
+    try:
+        principal = _gate.principal(token)
+    except InvalidToken as exc:
+        return _challenge(str(exc))
+    return Authorization("bearer", {"username": principal.username})
+
+
+def random_password() -> str:
+    """MLflow's auth store wants a password per user; ours are never used there."""
+    return secrets.token_urlsafe(32)

@@ -1,0 +1,106 @@
+"""MLflow's tracking server with its auth app, configured for mantik.
+
+MLflow is configured through (partly private) environment variables, as ``mlflow server``
+itself does; this module is the only place that knows them.
+"""
+
+from __future__ import annotations
+
+import configparser
+import io
+import os
+from typing import Any
+
+from mantik.server.config import ServerSettings
+from mantik.server.identity.keys import load_or_create_secret, write_secret_file
+
+AUTH_FUNCTION = "mantik.server.tracking.authorization:authorize"
+# Our users cannot sign in as this account: it exists only because MLflow's config needs it.
+BOOTSTRAP_ADMIN = "_mantik_bootstrap"
+
+
+def auth_config_path(settings: ServerSettings) -> str:
+    return str(settings.keys_dir / "mlflow-auth.ini")
+
+
+def write_auth_config(settings: ServerSettings) -> None:
+    config = configparser.ConfigParser()
+    config["mlflow"] = {
+        # Nobody sees an experiment unless they created it or it was shared with them.
+        "default_permission": "NO_PERMISSIONS",
+        "database_uri": settings.resolved_auth_database_uri,
+        "admin_username": BOOTSTRAP_ADMIN,
+        "authorization_function": AUTH_FUNCTION,
+        "auth_cache_ttl_seconds": "0",
+    }
+    buffer = io.StringIO()
+    config.write(buffer)
+    # 0600: a PostgreSQL URI may carry the database password.
+    write_secret_file(settings.keys_dir / "mlflow-auth.ini", buffer.getvalue().encode())
+
+
+def environment(settings: ServerSettings) -> dict[str, str]:
+    store = settings.resolved_backend_store_uri
+    return {
+        "_MLFLOW_SERVER_FILE_STORE": store,
+        "_MLFLOW_SERVER_REGISTRY_STORE": store,
+        "_MLFLOW_SERVER_ARTIFACT_ROOT": "mlflow-artifacts:/",
+        "_MLFLOW_SERVER_ARTIFACT_DESTINATION": settings.resolved_artifacts_destination,
+        "_MLFLOW_SERVER_SERVE_ARTIFACTS": "true",
+        "_MLFLOW_SGI_NAME": "uvicorn",
+        "_MLFLOW_IN_JOB_EXECUTOR": "false",
+        "_MLFLOW_AUTH_ADMIN_BOOTSTRAPPED": "true",
+        # Job execution spawns a process pool per worker (≈2 GB idle): not needed here.
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+        "MLFLOW_AUTH_CONFIG_PATH": auth_config_path(settings),
+        "MLFLOW_FLASK_SERVER_SECRET_KEY": load_or_create_secret(settings.keys_dir, "flask-secret"),
+    }
+
+
+def prepare_stores(settings: ServerSettings) -> None:
+    """Create or migrate MLflow's tracking and auth databases once, before workers start."""
+    write_auth_config(settings)
+    os.environ.update(environment(settings))
+    from mlflow.server.auth.sqlalchemy_store import SqlAlchemyStore
+    from mlflow.server.handlers import initialize_backend_stores
+
+    initialize_backend_stores(
+        settings.resolved_backend_store_uri,
+        settings.resolved_backend_store_uri,
+        "mlflow-artifacts:/",
+    )
+    auth_store = SqlAlchemyStore()
+    auth_store.init_db(settings.resolved_auth_database_uri)
+    auth_store.engine.dispose()
+
+
+def auth_store(settings: ServerSettings) -> Any:
+    """MLflow's permission store, for the admin CLI."""
+    from mlflow.server.auth.sqlalchemy_store import SqlAlchemyStore
+
+    store = SqlAlchemyStore()
+    store.init_db(settings.resolved_auth_database_uri)
+    return store
+
+
+def create_mlflow_app(settings: ServerSettings) -> Any:
+    """MLflow's FastAPI app (REST, UI, artifact proxy) behind its auth app."""
+    os.environ.update(environment(settings))
+    from mlflow.server.auth import create_app
+
+    return create_app()
+
+
+def ensure_user(store: Any, username: str, *, is_admin: bool) -> None:
+    """Make ``username`` known to MLflow's permission store, with the right admin flag."""
+    from mantik.server.tracking.authorization import random_password
+
+    if not store.has_user(username):
+        try:
+            store.create_user(username, random_password(), is_admin=is_admin)
+        except Exception:  # another worker created it first
+            if not store.has_user(username):
+                raise
+            store.update_user(username, is_admin=is_admin)
+    elif store.get_user(username).is_admin != is_admin:
+        store.update_user(username, is_admin=is_admin)

@@ -1,0 +1,65 @@
+"""Shared fixtures: a real platform process on loopback, users, a clean environment."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.platform import PlatformProcess, start_platform
+from tests.support.services import postgres_uris
+
+_CLIENT_ENV = (
+    "MANTIK_USERNAME",
+    "MANTIK_PASSWORD",
+    "MANTIK_UNICORE_USERNAME",
+    "MANTIK_UNICORE_USER",
+    "MANTIK_UNICORE_PASSWORD",
+    "MANTIK_UNICORE_PROJECT",
+    "MLFLOW_TRACKING_URI",
+    "MLFLOW_TRACKING_TOKEN",
+    "MLFLOW_TRACKING_AUTH",
+    "MLFLOW_TRACKING_USERNAME",
+    "MLFLOW_TRACKING_PASSWORD",
+    "MLFLOW_EXPERIMENT_NAME",
+    "MLFLOW_EXPERIMENT_ID",
+    "MLFLOW_RUN_ID",
+)
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    """Every test starts without mantik/MLflow variables and with its own HOME."""
+    for name in _CLIENT_ENV:
+        monkeypatch.delenv(name, raising=False)
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    yield
+    import mlflow
+
+    if mlflow.active_run() is not None:
+        mlflow.end_run()
+    mlflow.set_tracking_uri(None)
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgres"])
+def platform(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[PlatformProcess]:
+    """The real platform (``mantik server start``) on SQLite and on PostgreSQL."""
+    data_dir = tmp_path_factory.mktemp(f"platform-{request.param}")
+    env: dict[str, str] = {}
+    if request.param == "postgres":
+        env.update(postgres_uris(f"mantik_{os.getpid()}"))
+    with start_platform(data_dir, env=env) as process:
+        yield process
+
+
+@pytest.fixture(scope="session")
+def sqlite_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlatformProcess]:
+    """One SQLite platform for tests that need not run on both databases."""
+    with start_platform(tmp_path_factory.mktemp("platform-one")) as process:
+        yield process
