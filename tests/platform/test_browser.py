@@ -1,0 +1,238 @@
+"""A real browser (Debian's headless Chromium via Playwright) against the real platform.
+
+Sign-in with a temporary password, the forced password change, the MLflow UI showing only
+the user's own experiments, the session cookie's flags, login errors, open-redirect
+protection and sign-out.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from tests.support.platform import PlatformProcess
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+# We run as root on a closed network: no sandbox, no GPU, nothing that phones home.
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SCREENSHOT = Path("/tmp/mantik-ui.png")
+# The MLflow UI is a large React bundle; the test machines are slow.
+UI_TIMEOUT_MS = 60_000
+PAGE_TIMEOUT_MS = 30_000
+
+
+def unavailable(what: str) -> None:
+    """As tests/support/services.py: skip locally, fail under CI (``make test`` installs it)."""
+    message = f"{what} is not installed: run scripts/system-deps.sh (or `make test`)"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not os.access(CHROMIUM, os.X_OK):
+        unavailable(f"Debian's chromium ({CHROMIUM})")
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
+        )
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    """A fresh browser profile (no cookies) per test."""
+    context = browser.new_context()
+    context.set_default_timeout(PAGE_TIMEOUT_MS)
+    context.set_default_navigation_timeout(PAGE_TIMEOUT_MS)
+    try:
+        yield context.new_page()
+    finally:
+        context.close()
+
+
+def bearer(platform: PlatformProcess, user: tuple[str, str]) -> dict[str, str]:
+    response = httpx.post(
+        f"{platform.url}/api/mantik/tokens/create",
+        json={"username": user[0], "password": user[1]},
+        timeout=30,
+    )
+    assert response.status_code == 201, response.text
+    return {"Authorization": f"Bearer {response.json()['AccessToken']}"}
+
+
+def create_experiment(platform: PlatformProcess, user: tuple[str, str], name: str) -> str:
+    response = httpx.post(
+        f"{platform.url}/api/2.0/mlflow/experiments/create",
+        json={"name": name},
+        headers=bearer(platform, user),
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    experiment_id: str = response.json()["experiment_id"]
+    return experiment_id
+
+
+def wait_at(
+    page: Page,
+    platform: PlatformProcess,
+    path: str,
+    query: dict[str, str] | None = None,
+    timeout: float = PAGE_TIMEOUT_MS,
+) -> None:
+    """Wait until the page is at ``path`` on the platform with exactly this (decoded) query."""
+
+    def matches(url: str) -> bool:
+        parts = urlsplit(url)
+        return (
+            f"{parts.scheme}://{parts.netloc}" == platform.url
+            and parts.path == path
+            and dict(parse_qsl(parts.query, keep_blank_values=True)) == (query or {})
+        )
+
+    page.wait_for_url(matches, timeout=timeout)
+
+
+def sign_in(page: Page, username: str, password: str) -> None:
+    page.locator("#username").fill(username)
+    page.locator("#password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+
+
+def session_cookies(page: Page) -> list[dict[str, object]]:
+    return [dict(c) for c in page.context.cookies() if c["name"] == "mantik_session"]
+
+
+def test_first_sign_in_password_change_ui_and_sign_out(
+    sqlite_platform: PlatformProcess, page: Page
+) -> None:
+    platform = sqlite_platform
+    other = platform.new_user("b")
+    create_experiment(platform, other, "b-secret")
+    username, temporary = platform.new_user("a", ready=False)
+    new_password = f"Nw-{username}-7#"
+    mine = f"a-own-{username}"
+
+    # No session: the UI sends the browser to the sign-in page, remembering where it was.
+    page.goto(platform.url + "/")
+    wait_at(page, platform, "/login", {"next": "/"})
+    expect(page.get_by_role("heading", name="Sign in to mantik")).to_be_visible()
+
+    # The temporary password is accepted only to choose a new one.
+    sign_in(page, username, temporary)
+    wait_at(page, platform, "/new-password", {"username": username, "next": "/"})
+    assert session_cookies(page) == []
+    expect(page.locator("#username")).to_have_value(username)
+    page.locator("#password").fill(temporary)
+    page.locator("#new_password").fill(new_password)
+    page.locator("#new_password2").fill(new_password)
+    page.get_by_role("button", name="Set password").click()
+
+    # Signed in straight away and back where the browser started: the MLflow UI.
+    wait_at(page, platform, "/", timeout=UI_TIMEOUT_MS)
+    cookies = session_cookies(page)
+    assert len(cookies) == 1, page.context.cookies()
+    cookie = cookies[0]
+    assert cookie["httpOnly"] is True
+    assert cookie["sameSite"] == "Lax"
+    assert cookie["secure"] is False  # plain http on loopback
+    assert cookie["path"] == "/"
+    assert "mantik_session" not in page.evaluate("document.cookie")
+
+    # The new password works for the API too; the old one no longer does.
+    create_experiment(platform, (username, new_password), mine)
+    stale = httpx.post(
+        f"{platform.url}/api/mantik/tokens/create",
+        json={"username": username, "password": temporary},
+        timeout=30,
+    )
+    assert stale.status_code >= 400
+
+    # The experiment list shows the user's own experiment and nobody else's. Changing only
+    # the fragment is a same-document navigation: reload, so the UI cannot reuse the list it
+    # may have fetched before the experiment existed.
+    page.goto(platform.url + "/#/experiments")
+    with page.expect_response(
+        lambda r: "/experiments/search" in r.url and r.request.method in ("GET", "POST"),
+        timeout=UI_TIMEOUT_MS,
+    ) as searched:
+        page.reload()
+    search = searched.value
+    assert search.ok, search.text()
+    names = [e["name"] for e in search.json().get("experiments", [])]
+    assert mine in names and "b-secret" not in names, names
+    expect(page.get_by_text(mine, exact=True).first).to_be_visible(timeout=UI_TIMEOUT_MS)
+    expect(page.get_by_text("b-secret")).to_have_count(0)
+    page.screenshot(path=str(SCREENSHOT), full_page=True)
+
+    # Signing out drops the cookie; the UI asks for a sign-in again.
+    page.goto(platform.url + "/logout")
+    wait_at(page, platform, "/login")
+    assert session_cookies(page) == []
+    page.goto(platform.url + "/")
+    wait_at(page, platform, "/login", {"next": "/"})
+
+
+def test_login_errors_and_no_open_redirect(sqlite_platform: PlatformProcess, page: Page) -> None:
+    platform = sqlite_platform
+    username, password = platform.new_user("c")
+    origin = urlsplit(platform.url).netloc
+
+    # A wrong password: the sign-in page again, with an error, the username kept, no cookie.
+    page.goto(platform.url + "/login")
+    with page.expect_response(
+        lambda r: r.url == platform.url + "/login" and r.request.method == "POST"
+    ) as posted:
+        sign_in(page, username, "Wrong-password-1!")
+    assert posted.value.status in (400, 401, 403)
+    wait_at(page, platform, "/login")
+    expect(page.get_by_role("alert")).to_be_visible()
+    expect(page.get_by_role("alert")).not_to_be_empty()
+    expect(page.locator("#username")).to_have_value(username)
+    assert session_cookies(page) == []
+
+    # next=//evil.example (protocol-relative) and friends are dropped: home, not off-site.
+    off_site = ["//evil.example", "https://evil.example/x", "/\\evil.example", "evil.example"]
+    for target in off_site:
+        page.context.clear_cookies()
+        page.goto(platform.url + "/login?" + str(httpx.QueryParams({"next": target})))
+        expect(page.locator("input[name=next]")).to_have_value("/")
+        sign_in(page, username, password)
+        wait_at(page, platform, "/")
+        assert urlsplit(page.url).netloc == origin
+
+    # The server checks ``next`` itself, not only the form it rendered.
+    page.context.clear_cookies()
+    page.goto(platform.url + "/login")
+    page.locator("input[name=next]").evaluate("(el) => { el.value = '//evil.example/' }")
+    sign_in(page, username, password)
+    wait_at(page, platform, "/")
+    assert urlsplit(page.url).netloc == origin
+
+    # A same-site ``next`` is honoured.
+    page.context.clear_cookies()
+    page.goto(platform.url + "/version")
+    wait_at(page, platform, "/login", {"next": "/version"})
+    sign_in(page, username, password)
+    wait_at(page, platform, "/version")
