@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import socket
@@ -12,8 +13,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
+
+from mantik.server.config import ServerSettings
+from mantik.server.identity.service import IdentityService
+from mantik.server.platform import build
+from mantik.server.tracking import mlflow_app
 
 _counter = itertools.count()
 
@@ -25,7 +32,7 @@ def free_port() -> int:
         return port
 
 
-@dataclass
+@dataclass(eq=False)
 class PlatformProcess:
     url: str
     data_dir: Path
@@ -45,12 +52,15 @@ class PlatformProcess:
             timeout=120,
         )
 
-    def new_user(self, prefix: str = "user", *, admin: bool = False, ready: bool = True) -> tuple[str, str]:
+    def new_user(
+        self, prefix: str = "user", *, admin: bool = False, ready: bool = True
+    ) -> tuple[str, str]:
         """Create a user; with ``ready`` its temporary password is already replaced."""
         username = f"{prefix}{next(_counter)}-{os.getpid()}"
         temporary = f"Temp-{username}-1!"
-        self.admin("users", "create", username, "--temporary-password", temporary,
-                   *(["--admin"] if admin else []))
+        # In-process (as `mantik admin users create` does) to spare a CLI start per user.
+        self._identity().create_user(username, is_admin=admin, temporary_password=temporary)
+        mlflow_app.ensure_user(self._mlflow_store(), username, is_admin=admin)
         self.passwords.append(temporary)
         if not ready:
             return username, temporary
@@ -62,6 +72,19 @@ class PlatformProcess:
         assert response.status_code == 204, response.text
         self.passwords.append(password)
         return username, password
+
+    def settings(self) -> ServerSettings:
+        keys = ("MANTIK_DATABASE_URI", "MANTIK_AUTH_DATABASE_URI", "MANTIK_BACKEND_STORE_URI")
+        uris = {k.removeprefix("MANTIK_").lower(): self.env[k] for k in keys if k in self.env}
+        return ServerSettings(data_dir=self.data_dir, port=int(self.url.rsplit(":", 1)[1]), **uris)
+
+    @functools.cache  # noqa: B019 (one per platform process, lives as long as the test session)
+    def _identity(self) -> IdentityService:
+        return build(self.settings()).identity
+
+    @functools.cache  # noqa: B019
+    def _mlflow_store(self) -> Any:
+        return mlflow_app.auth_store(self.settings())
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -93,8 +116,17 @@ def start_platform(
     extra = {"MANTIK_DATA_DIR": str(data_dir), **(env or {})}
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "mantik.cli", "server", "start",
-             "--port", str(port), "--workers", str(workers)],
+            [
+                sys.executable,
+                "-m",
+                "mantik.cli",
+                "server",
+                "start",
+                "--port",
+                str(port),
+                "--workers",
+                str(workers),
+            ],
             env={**os.environ, **extra, "PYTHONUNBUFFERED": "1"},
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -18,11 +18,15 @@ DataDir = Annotated[
 ]
 DatabaseUri = Annotated[
     str | None,
-    typer.Option("--database-uri", help="mantik's database, e.g. postgresql://… [MANTIK_DATABASE_URI]."),
+    typer.Option(
+        "--database-uri", help="mantik's database, e.g. postgresql://… [MANTIK_DATABASE_URI]."
+    ),
 ]
 BackendStoreUri = Annotated[
     str | None,
-    typer.Option("--backend-store-uri", help="MLflow's tracking database [MANTIK_BACKEND_STORE_URI]."),
+    typer.Option(
+        "--backend-store-uri", help="MLflow's tracking database [MANTIK_BACKEND_STORE_URI]."
+    ),
 ]
 AuthDatabaseUri = Annotated[
     str | None,

@@ -21,7 +21,8 @@ from mantik.client import _env, _tokens
 
 class _RenewingBearer(requests.auth.AuthBase):
     _lock = threading.Lock()
-    _current: _tokens.Tokens | None = None
+    # Per process, keyed by (platform URL, user): a process may switch users.
+    _current: dict[tuple[str, str], _tokens.Tokens] = {}
 
     def _token(self, *, force: bool = False) -> str | None:
         env_token = os.environ.get("MLFLOW_TRACKING_TOKEN")
@@ -30,17 +31,19 @@ class _RenewingBearer(requests.auth.AuthBase):
         uri = os.environ.get(_env.TRACKING_URI)
         if not (username and password and uri):
             return env_token  # e.g. a job token: nothing to renew it with
+        try:
+            key = (_env.platform_url(uri), username)
+        except MantikError:
+            return env_token
         with self._lock:
-            current = type(self)._current
+            current = self._current.get(key)
             if not force and current is not None and current.fresh():
                 return current.access_token
             try:  # reads the token file first: no network call while that token is fresh
-                fresh = _tokens.obtain(
-                    _env.platform_url(uri), username, password, force_refresh=force
-                )
+                fresh = _tokens.obtain(*key, password, force_refresh=force)
             except MantikError:
                 return env_token
-            type(self)._current = fresh
+            self._current[key] = fresh
             os.environ["MLFLOW_TRACKING_TOKEN"] = fresh.access_token
             return fresh.access_token
 
@@ -73,4 +76,3 @@ class MantikRequestAuthProvider(RequestAuthProvider):  # type: ignore[misc]
 
     def get_auth(self) -> requests.auth.AuthBase:
         return _RenewingBearer()
-

@@ -20,7 +20,7 @@ from mantik._exceptions import AuthenticationError
 from mantik.client import _http
 
 # A cached token is reused only while it has at least this much life left.
-SAFETY_MARGIN = timedelta(minutes=5)
+SAFETY_MARGIN = timedelta(seconds=60)
 
 
 def cache_path() -> Path:

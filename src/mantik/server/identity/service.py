@@ -88,6 +88,7 @@ class IdentityService:
             if row.rotated_at is not None:
                 # A rotated token came back: someone holds a copy. End the whole family.
                 self._revoke_family(session, row.family, now)
+                session.commit()  # the revocation must stick although we raise
                 raise errors.InvalidRefreshToken(
                     "Refresh token is invalid: it was already used; sign in again."
                 )
@@ -134,9 +135,7 @@ class IdentityService:
             user = self._verify_password(session, username, password)
             if user.must_change_password:
                 raise errors.NewPasswordRequired("NEW_PASSWORD_REQUIRED")
-            return self.tokens.issue(
-                user.username, "session", self.settings.session_hours * 3600
-            )
+            return self.tokens.issue(user.username, "session", self.settings.session_hours * 3600)
 
     def is_active(self, username: str) -> bool | None:
         """True/False for a known user, None for an unknown one."""

@@ -15,8 +15,8 @@ import time
 from collections.abc import Callable
 from urllib.parse import quote
 
+from flask import Response
 from werkzeug.datastructures import Authorization
-from werkzeug.wrappers import Response
 
 from mantik.server.identity.tokens import InvalidToken, Principal, TokenService
 

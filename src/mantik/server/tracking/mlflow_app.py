@@ -9,6 +9,9 @@ from __future__ import annotations
 import configparser
 import io
 import os
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from mantik.server.config import ServerSettings
@@ -17,6 +20,14 @@ from mantik.server.identity.keys import load_or_create_secret, write_secret_file
 AUTH_FUNCTION = "mantik.server.tracking.authorization:authorize"
 # Our users cannot sign in as this account: it exists only because MLflow's config needs it.
 BOOTSTRAP_ADMIN = "_mantik_bootstrap"
+
+
+@contextmanager
+def _quiet_imports() -> Iterator[None]:
+    """MLflow's server modules warn on import about things we cannot change."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        yield
 
 
 def auth_config_path(settings: ServerSettings) -> str:
@@ -61,8 +72,9 @@ def prepare_stores(settings: ServerSettings) -> None:
     """Create or migrate MLflow's tracking and auth databases once, before workers start."""
     write_auth_config(settings)
     os.environ.update(environment(settings))
-    from mlflow.server.auth.sqlalchemy_store import SqlAlchemyStore
-    from mlflow.server.handlers import initialize_backend_stores
+    with _quiet_imports():
+        from mlflow.server.auth.sqlalchemy_store import SqlAlchemyStore
+        from mlflow.server.handlers import initialize_backend_stores
 
     initialize_backend_stores(
         settings.resolved_backend_store_uri,
@@ -76,7 +88,8 @@ def prepare_stores(settings: ServerSettings) -> None:
 
 def auth_store(settings: ServerSettings) -> Any:
     """MLflow's permission store, for the admin CLI."""
-    from mlflow.server.auth.sqlalchemy_store import SqlAlchemyStore
+    with _quiet_imports():
+        from mlflow.server.auth.sqlalchemy_store import SqlAlchemyStore
 
     store = SqlAlchemyStore()
     store.init_db(settings.resolved_auth_database_uri)
@@ -86,9 +99,10 @@ def auth_store(settings: ServerSettings) -> Any:
 def create_mlflow_app(settings: ServerSettings) -> Any:
     """MLflow's FastAPI app (REST, UI, artifact proxy) behind its auth app."""
     os.environ.update(environment(settings))
-    from mlflow.server.auth import create_app
+    with _quiet_imports():
+        from mlflow.server.auth import create_app
 
-    return create_app()
+        return create_app()
 
 
 def ensure_user(store: Any, username: str, *, is_admin: bool) -> None:
