@@ -128,7 +128,7 @@ def test_shared_experiment_is_readable_but_not_writable_with_read(
 
     sign_in(monkeypatch, platform, colleague)
     assert mlflow.get_run(run.info.run_id).data.metrics == {"acc": 0.9}
-    with pytest.raises(MlflowException, match="PERMISSION_DENIED|403"):
+    with pytest.raises(MlflowException, match=r"PERMISSION_DENIED|403"):
         mlflow.MlflowClient().log_metric(run.info.run_id, "acc", 1.0)
 
 

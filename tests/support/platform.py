@@ -96,10 +96,11 @@ def _wait_ready(url: str, process: subprocess.Popen[bytes], log: Path, timeout: 
         if process.poll() is not None:
             raise RuntimeError(f"platform exited with {process.returncode}:\n{log.read_text()}")
         try:
-            if httpx.get(f"{url}/api/mantik/health", timeout=1).status_code == 200:
-                # Both workers must be up before timing-sensitive tests hit them.
-                if httpx.get(f"{url}/version", timeout=5).status_code in (200, 401):
-                    return
+            # The MLflow side (/version) must answer too, not only our health route.
+            if httpx.get(f"{url}/api/mantik/health", timeout=1).status_code == 200 and (
+                httpx.get(f"{url}/version", timeout=5).status_code in (200, 401)
+            ):
+                return
         except httpx.HTTPError:
             pass
         time.sleep(0.2)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from typing import Annotated
 
 import typer
@@ -12,7 +12,7 @@ from mantik.cli._output import out
 app = typer.Typer(help="Work with experiments on the platform.", no_args_is_help=True)
 
 
-class Permission(str, Enum):
+class Permission(StrEnum):
     READ = "READ"
     USE = "USE"
     EDIT = "EDIT"

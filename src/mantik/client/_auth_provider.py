@@ -67,10 +67,10 @@ class _RenewingBearer(requests.auth.AuthBase):
         response.raw.release_conn()
         new = response.connection.send(retry, **kwargs)
         new.history.append(response)
-        return new  # type: ignore[no-any-return]
+        return new
 
 
-class MantikRequestAuthProvider(RequestAuthProvider):  # type: ignore[misc]
+class MantikRequestAuthProvider(RequestAuthProvider):
     def get_name(self) -> str:
         return "mantik"
 

@@ -28,7 +28,8 @@ def platform_url(raw: str, *, source: str = TRACKING_URI) -> str:
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ConfigurationError(
             f"{source}={raw!r} is not a URL of the mantik platform: it must start with "
-            f"https:// (or http:// for a local platform), e.g. https://{url or 'mantik.example.org'}"
+            "https:// (or http:// for a local platform), "
+            f"e.g. https://{url or 'mantik.example.org'}"
         )
     if parts.query or parts.fragment:
         raise ConfigurationError(f"{source}={raw!r} must not contain '?' or '#'")

@@ -80,7 +80,7 @@ def login(
 ) -> Response:
     target = safe_next(next)
     try:
-        token, expires = _identity(request).session_token(username, password)
+        token, _ = _identity(request).session_token(username, password)
     except errors.NewPasswordRequired:
         query = f"username={quote(username)}&next={quote(target)}"
         return RedirectResponse(f"/new-password?{query}", status_code=303)

@@ -82,7 +82,7 @@ def prepare_stores(settings: ServerSettings) -> None:
         "mlflow-artifacts:/",
     )
     auth_store = SqlAlchemyStore()
-    auth_store.init_db(settings.resolved_auth_database_uri)
+    auth_store.init_db(settings.resolved_auth_database_uri)  # type: ignore[no-untyped-call]
     auth_store.engine.dispose()
 
 
@@ -92,7 +92,7 @@ def auth_store(settings: ServerSettings) -> Any:
         from mlflow.server.auth.sqlalchemy_store import SqlAlchemyStore
 
     store = SqlAlchemyStore()
-    store.init_db(settings.resolved_auth_database_uri)
+    store.init_db(settings.resolved_auth_database_uri)  # type: ignore[no-untyped-call]
     return store
 
 
