@@ -186,10 +186,18 @@ def test_first_sign_in_password_change_ui_and_sign_out(
     expect(page.get_by_text("b-secret")).to_have_count(0)
     page.screenshot(path=str(SCREENSHOT), full_page=True)
 
-    # Signing out drops the cookie; the UI asks for a sign-in again.
+    # Signing out (a POST from the /logout page) drops the cookie and ends the session on
+    # the server too: a copy of the cookie no longer opens anything.
+    stolen = session_cookies(page)[0]["value"]
     page.goto(platform.url + "/logout")
+    page.get_by_role("button", name="Sign out").click()
     wait_at(page, platform, "/login")
     assert session_cookies(page) == []
+    replay = httpx.get(
+        platform.url + "/api/2.0/mlflow/experiments/search?max_results=1",
+        cookies={"mantik_session": stolen},
+    )
+    assert replay.status_code == 401
     page.goto(platform.url + "/")
     wait_at(page, platform, "/login", {"next": "/"})
 

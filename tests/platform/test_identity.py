@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+import uuid
 from datetime import datetime
 from pathlib import Path
 
@@ -144,6 +145,7 @@ def _claims(platform: PlatformProcess, user: str, **override: object) -> dict[st
         "iat": now,
         "exp": now + 600,
         "typ": "access",
+        "jti": uuid.uuid4().hex,
     }
     claims.update(override)
     return claims
@@ -324,3 +326,18 @@ def test_keys_and_data_are_private(sqlite_platform: PlatformProcess) -> None:
     key_file = Path(sqlite_platform.data_dir) / "keys" / "jwt-signing-key.pem"
     assert key_file.stat().st_mode & 0o777 == 0o600
     assert Path(sqlite_platform.data_dir).stat().st_mode & 0o777 == 0o700
+
+
+def test_cross_site_login_post_is_refused(sqlite_platform: PlatformProcess) -> None:
+    username, password = sqlite_platform.new_user()
+    form = {"username": username, "password": password, "next": "/"}
+    evil = httpx.post(
+        sqlite_platform.url + "/login", data=form, headers={"Origin": "https://evil.example"}
+    )
+    assert evil.status_code == 403
+    assert "mantik_session" not in evil.cookies
+    same = httpx.post(
+        sqlite_platform.url + "/login", data=form, headers={"Origin": sqlite_platform.url}
+    )
+    assert same.status_code == 303
+    assert "mantik_session" in same.cookies

@@ -38,6 +38,7 @@ def create_mantik_api(platform: Platform) -> FastAPI:
     api.state.settings = platform.settings
     api.state.identity = platform.identity
     api.state.signing_key = platform.signing_key
+    api.state.tokens = platform.tokens
     errors.install_handlers(api)
     api.include_router(identity.router)
     api.include_router(pages.router)
@@ -85,6 +86,7 @@ def _gate(platform: Platform) -> authorization.AuthGate:
     return authorization.AuthGate(
         platform.tokens,
         platform.identity.is_active,
+        platform.identity.is_revoked,
         ensure_mlflow_user,
         platform.settings.auth_cache_seconds,
     )

@@ -48,6 +48,15 @@ class User(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class RevokedToken(Base):
+    """Signed tokens ended before their expiry (browser sign-out, finished jobs)."""
+
+    __tablename__ = "mantik_revoked_tokens"
+
+    jti: Mapped[str] = mapped_column(String(32), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
 class RefreshToken(Base):
     __tablename__ = "mantik_refresh_tokens"
 

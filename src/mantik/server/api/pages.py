@@ -4,16 +4,26 @@ from __future__ import annotations
 
 from html import escape
 from typing import Annotated
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from mantik.server.identity import errors
 from mantik.server.identity.service import IdentityService
+from mantik.server.identity.tokens import InvalidToken
+from mantik.server.tracking import authorization
 from mantik.server.tracking.authorization import SESSION_COOKIE
 
-router = APIRouter(include_in_schema=False)
+
+def same_origin(request: Request) -> None:
+    """Refuse form posts from other sites (login CSRF); browsers send Origin on POST."""
+    origin = request.headers.get("origin")
+    if origin is not None and urlsplit(origin).netloc != request.headers.get("host"):
+        raise HTTPException(403, "Cross-site form posts are not accepted.")
+
+
+router = APIRouter(include_in_schema=False, dependencies=[Depends(same_origin)])
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;background:#f4f6f8;margin:0}
@@ -145,8 +155,26 @@ def new_password(
     return login(request, username, new_password, target)
 
 
-@router.api_route("/logout", methods=["GET", "POST"])
-def logout() -> Response:
+@router.get("/logout")
+def logout_page(request: Request) -> Response:
+    # Signing out changes state, so it is a POST; a GET (e.g. from a link) only asks.
+    if SESSION_COOKIE not in request.cookies:
+        return RedirectResponse("/login", status_code=303)
+    form = "<form method=post action=/logout><button type=submit>Sign out</button></form>"
+    return _page("Sign out of mantik", form)
+
+
+@router.post("/logout")
+def logout(request: Request) -> Response:
+    token = request.cookies.get(SESSION_COOKIE)
+    if token:
+        try:
+            principal = request.app.state.tokens.verify(token)
+        except InvalidToken:
+            pass  # nothing to end
+        else:
+            _identity(request).end_token(principal.token_id, principal.expires_at)
+            authorization.forget(token)
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response

@@ -7,14 +7,14 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from mantik.server.config import ServerSettings
 from mantik.server.db import Database
 from mantik.server.identity import errors, passwords
 from mantik.server.identity.tokens import TokenService, hash_refresh_token, new_refresh_token
-from mantik.server.models import RefreshToken, User, utcnow
+from mantik.server.models import RefreshToken, RevokedToken, User, utcnow
 
 USERNAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
 _BAD_CREDENTIALS = "Invalid username or password."
@@ -136,6 +136,20 @@ class IdentityService:
             if user.must_change_password:
                 raise errors.NewPasswordRequired("NEW_PASSWORD_REQUIRED")
             return self.tokens.issue(user.username, "session", self.settings.session_hours * 3600)
+
+    def end_token(self, token_id: str, expires_at: float) -> None:
+        """Revoke one signed token (sign-out) until it would have expired anyway."""
+        now = utcnow()
+        with self.db.session() as session:
+            session.execute(delete(RevokedToken).where(RevokedToken.expires_at < now))
+            if session.get(RevokedToken, token_id) is None:
+                session.add(
+                    RevokedToken(jti=token_id, expires_at=datetime.fromtimestamp(expires_at, UTC))
+                )
+
+    def is_revoked(self, token_id: str) -> bool:
+        with self.db.session() as session:
+            return session.get(RevokedToken, token_id) is not None
 
     def is_active(self, username: str) -> bool | None:
         """True/False for a known user, None for an unknown one."""

@@ -28,6 +28,7 @@ class Principal:
     username: str
     kind: TokenKind
     expires_at: float
+    token_id: str
     run_id: str | None = None
     experiment_id: str | None = None
 
@@ -69,7 +70,7 @@ class TokenService:
                 algorithms=[ALGORITHM],
                 audience=AUDIENCE,
                 issuer=self.issuer,
-                options={"require": ["exp", "iat", "sub", "typ"]},
+                options={"require": ["exp", "iat", "sub", "typ", "jti"]},
                 leeway=5,
             )
         except jwt.ExpiredSignatureError as exc:
@@ -83,6 +84,7 @@ class TokenService:
             username=str(claims["sub"]),
             kind=kind,
             expires_at=float(claims["exp"]),
+            token_id=str(claims["jti"]),
             run_id=claims.get("run_id"),
             experiment_id=claims.get("experiment_id"),
         )

@@ -31,11 +31,13 @@ class AuthGate:
         self,
         tokens: TokenService,
         is_active: Callable[[str], bool | None],
+        is_revoked: Callable[[str], bool],
         ensure_mlflow_user: Callable[[str], None],
         cache_seconds: float,
     ) -> None:
         self._tokens = tokens
         self._is_active = is_active
+        self._is_revoked = is_revoked
         self._ensure_mlflow_user = ensure_mlflow_user
         self._ttl = cache_seconds
         self._verified: dict[str, tuple[Principal, float]] = {}
@@ -48,8 +50,14 @@ class AuthGate:
         cached = self._verified.get(token)
         if cached is not None and cached[1] > now and cached[0].expires_at > now:
             principal = cached[0]
+            # Browser sessions end at sign-out on every worker at once; the UI's request
+            # rate makes this lookup cheap, unlike API clients that log metrics in loops.
+            if principal.kind == "session" and self._is_revoked(principal.token_id):
+                raise InvalidToken("Token has been revoked")
         else:
             principal = self._tokens.verify(token)
+            if self._is_revoked(principal.token_id):
+                raise InvalidToken("Token has been revoked")
             with self._lock:
                 if len(self._verified) >= _MAX_CACHE:
                     self._verified.clear()
@@ -72,10 +80,9 @@ class AuthGate:
             self._active[username] = (active, now + self._ttl)
         return active
 
-    def forget(self) -> None:
+    def forget(self, token: str) -> None:
         with self._lock:
-            self._verified.clear()
-            self._active.clear()
+            self._verified.pop(token, None)
 
 
 _gate: AuthGate | None = None
@@ -84,6 +91,12 @@ _gate: AuthGate | None = None
 def install(gate: AuthGate) -> None:
     global _gate
     _gate = gate
+
+
+def forget(token: str) -> None:
+    """Drop a token from this worker's cache (others notice within the cache time)."""
+    if _gate is not None:
+        _gate.forget(token)
 
 
 def bearer_token(header: str | None) -> str | None:
