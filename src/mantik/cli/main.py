@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from mantik.cli import admin, auth, experiments, server
+from mantik.cli import admin, auth, config, experiments, server
 
 app = typer.Typer(
     name="mantik",
@@ -18,6 +18,7 @@ app = typer.Typer(
 app.add_typer(server.app, name="server")
 app.add_typer(admin.app, name="admin")
 app.add_typer(experiments.app, name="experiments")
+app.add_typer(config.app, name="config")
 auth.register(app)
 
 
