@@ -12,16 +12,20 @@ from mantik._exceptions import (
     PlatformUnreachable,
 )
 from mantik._version import __version__
+from mantik.client._compute import ComputeBackendClient, RunInfo, SubmittedRun
 from mantik.client._tracking import init_tracking
 
 __all__ = [
     "AuthenticationError",
+    "ComputeBackendClient",
     "ConfigurationError",
     "MantikError",
     "MissingEnvironmentError",
     "PasswordChangeRequired",
     "PlatformError",
     "PlatformUnreachable",
+    "RunInfo",
+    "SubmittedRun",
     "__version__",
     "init_tracking",
 ]

@@ -53,8 +53,14 @@ def postgres_uris(prefix: str) -> dict[str, str]:
 def slurm_available() -> bool:
     if shutil.which("sinfo") is None:
         return False
-    result = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=20)
-    return result.returncode == 0 and "idle" in result.stdout + "mixed allocated"
+    try:
+        result = subprocess.run(
+            ["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=20
+        )
+    except subprocess.TimeoutExpired:
+        return False
+    states = result.stdout.split()
+    return result.returncode == 0 and any(s in states for s in ("idle", "mixed", "allocated"))
 
 
 def require_slurm() -> None:

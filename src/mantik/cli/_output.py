@@ -11,8 +11,10 @@ out = Console(highlight=False)
 
 
 def fail(exc: BaseException | str, code: int = 1) -> NoReturn:
+    from rich.markup import escape
+
     message = exc if isinstance(exc, str) else _describe(exc)
-    err.print(f"[bold red]Error:[/] {message}", soft_wrap=True)
+    err.print(f"[bold red]Error:[/] {escape(message)}", soft_wrap=True)
     raise SystemExit(code)
 
 

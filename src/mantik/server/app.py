@@ -13,7 +13,9 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mantik._version import __version__
-from mantik.server.api import errors, identity, pages
+from mantik.server.api import compute, errors, identity, pages
+from mantik.server.compute.poller import start_background as start_poller
+from mantik.server.compute.service import ComputeService
 from mantik.server.config import ServerSettings
 from mantik.server.platform import Platform, build
 from mantik.server.tracking import authorization, mlflow_app
@@ -22,12 +24,13 @@ MANTIK_PREFIXES = ("/api/mantik/", "/compute-backend", "/.well-known/")
 MANTIK_PATHS = frozenset({"/login", "/logout", "/new-password"})
 # Identity API bodies are small; uploads (compute) have their own limits.
 IDENTITY_BODY_LIMIT = 64 * 1024
+SUBMIT_PREFIX = "/compute-backend/submit/"
 # MLflow's own user management would create accounts that cannot sign in: refuse it.
 _MLFLOW_USER_ADMIN = ("/signup", "/api/2.0/mlflow/users/", "/ajax-api/2.0/mlflow/users/")
 _MLFLOW_USER_READS = ("/users/get", "/users/current", "/users/list")
 
 
-def create_mantik_api(platform: Platform) -> FastAPI:
+def create_mantik_api(platform: Platform, platform_compute: ComputeService) -> FastAPI:
     api = FastAPI(
         title="mantik",
         version=__version__,
@@ -39,9 +42,11 @@ def create_mantik_api(platform: Platform) -> FastAPI:
     api.state.identity = platform.identity
     api.state.signing_key = platform.signing_key
     api.state.tokens = platform.tokens
+    api.state.compute = platform_compute
     errors.install_handlers(api)
     api.include_router(identity.router)
     api.include_router(pages.router)
+    api.include_router(compute.router)
     return api
 
 
@@ -98,5 +103,9 @@ def create_app(settings: ServerSettings | None = None) -> Any:
     platform = build(settings)
     mlflow = mlflow_app.create_mlflow_app(settings)
     authorization.install(_gate(platform))
-    mantik = errors.BodyLimit(create_mantik_api(platform), IDENTITY_BODY_LIMIT)
+    service = ComputeService(settings, platform.db, platform.tokens, platform.identity)
+    start_poller(service, settings.data_dir / "poller.lock", settings.poll_seconds)
+    api = create_mantik_api(platform, service)
+    uploads = errors.BodyLimit(api, settings.max_upload_bytes)
+    mantik = errors.BodyLimit(uploads, IDENTITY_BODY_LIMIT, exempt=(SUBMIT_PREFIX,))
     return PlatformApp(mantik, mlflow)

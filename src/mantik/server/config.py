@@ -36,6 +36,14 @@ class ServerSettings(BaseSettings):
     auth_database_uri: str | None = None  # MLflow auth app (permissions)
     artifacts_destination: str | None = None  # local folder or s3://bucket/prefix
 
+    # Compute: declared sites (YAML), where compute nodes reach the platform, limits.
+    sites_file: Path | None = None
+    job_tracking_uri: str | None = None
+    max_upload_bytes: int = Field(default=20 * 1024**3, ge=1024)
+    # A job token lives for the job's Runtime plus this allowance for queueing.
+    job_queue_allowance_hours: int = Field(default=7 * 24, ge=1)
+    poll_seconds: float = Field(default=2.0, gt=0)
+
     access_token_minutes: int = Field(default=60, ge=1, le=24 * 60)
     refresh_token_days: int = Field(default=30, ge=1, le=365)
     session_hours: int = Field(default=8, ge=1, le=7 * 24)

@@ -70,3 +70,26 @@ class RefreshToken(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     rotated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class ComputeJob(Base):
+    """One submitted run: which site runs it, under which scheduler id, in which state."""
+
+    __tablename__ = "mantik_compute_jobs"
+
+    run_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    experiment_id: Mapped[str] = mapped_column(String(32), index=True)
+    username: Mapped[str] = mapped_column(String(64), index=True)
+    site: Mapped[str] = mapped_column(String(64), index=True)
+    job_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    # Scheduler-neutral state (see mantik.server.compute.states.JobState).
+    state: Mapped[str] = mapped_column(String(32), index=True)
+    reason: Mapped[str | None] = mapped_column(String(1024), nullable=True)
+    exit_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    entry_point: Mapped[str] = mapped_column(String(256))
+    workdir: Mapped[str] = mapped_column(String(4096))
+    token_id: Mapped[str] = mapped_column(String(32))
+    token_expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    submitted_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

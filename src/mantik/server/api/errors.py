@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from mantik.server.compute.errors import ComputeError
 from mantik.server.identity.errors import IdentityError
 
 
@@ -25,6 +26,10 @@ def install_handlers(app: FastAPI) -> None:
         if exc.code:
             body["code"] = exc.code
         return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(ComputeError)
+    async def _compute(_: Request, exc: ComputeError) -> JSONResponse:
+        return JSONResponse({"detail": exc.message}, status_code=exc.status_code)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -19,6 +19,7 @@ from flask import Response
 from werkzeug.datastructures import Authorization
 
 from mantik.server.identity.tokens import InvalidToken, Principal, TokenService
+from mantik.server.tracking import job_scope
 
 SESSION_COOKIE = "mantik_session"
 _MAX_CACHE = 10_000
@@ -93,6 +94,12 @@ def install(gate: AuthGate) -> None:
     _gate = gate
 
 
+def current_gate() -> AuthGate:
+    if _gate is None:  # pragma: no cover - a wiring mistake, not a user error
+        raise RuntimeError("mantik's AuthGate was not installed")
+    return _gate
+
+
 def forget(token: str) -> None:
     """Drop a token from this worker's cache (others notice within the cache time)."""
     if _gate is not None:
@@ -144,6 +151,19 @@ def authorize() -> Authorization | Response:
         principal = _gate.principal(token)
     except InvalidToken as exc:
         return _challenge(str(exc))
+    if principal.kind == "job":
+        body = request.get_json(silent=True) if request.is_json else None
+        if not job_scope.allows(principal, request.path, request.args, body or {}):
+            return Response(
+                json.dumps(
+                    {
+                        "error_code": "PERMISSION_DENIED",
+                        "message": f"A job token may only write to its run {principal.run_id}.",
+                    }
+                ),
+                status=403,
+                mimetype="application/json",
+            )
     return Authorization("bearer", {"username": principal.username})
 
 

@@ -1,0 +1,314 @@
+"""``mantik.ComputeBackendClient``: submit MLflow projects to HPC sites through the platform."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import httpx
+
+from mantik._exceptions import ConfigurationError, MissingEnvironmentError, PlatformError
+from mantik.client import _env, _http, _tokens
+from mantik.compute.archive import zip_project_to_tempfile
+from mantik.compute.config import BackendConfig, load_backend_config
+from mantik.compute.project import load_project
+
+_UNICORE_USER = ("MANTIK_UNICORE_USERNAME", "MANTIK_UNICORE_USER")
+_TERMINAL = ("FINISHED", "FAILED", "KILLED")
+
+
+@dataclass(frozen=True)
+class SubmittedRun:
+    """What :meth:`ComputeBackendClient.submit_run` returns."""
+
+    experiment_id: str
+    run_id: str
+    job_id: str
+    site: str
+
+    @property
+    def unicore_job_id(self) -> str:
+        return self.job_id
+
+    def json(self) -> dict[str, str]:
+        """The platform's answer as a dict (mantik 0.1.x returned the HTTP response)."""
+        return {**asdict(self), "unicore_job_id": self.job_id}
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    run_id: str
+    experiment_id: str
+    site: str
+    job_id: str | None
+    state: str  # the scheduler-neutral job state, e.g. PENDING, RUNNING, TIMEOUT
+    run_status: str  # the MLflow run status: SCHEDULED, RUNNING, FINISHED, FAILED, KILLED
+    reason: str | None
+    exit_code: int | None
+    entry_point: str
+    submitted_at: str
+    finished_at: str | None
+
+    @property
+    def done(self) -> bool:
+        return self.run_status in _TERMINAL
+
+
+class _Progress:
+    """A file wrapper that reports bytes read to a callback (for progress bars)."""
+
+    def __init__(self, handle: IO[bytes], report: Any) -> None:
+        self._handle = handle
+        self._report = report
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self._handle.read(size)
+        self._report(len(chunk))
+        return chunk
+
+
+class ComputeBackendClient:
+    """Client of the platform's compute backend.
+
+    Example::
+
+        client = mantik.ComputeBackendClient.from_env()
+        run = client.submit_run(
+            experiment_id=1,
+            mlflow_parameters={"alpha": 0.5},
+            mlproject_path="./my-project",
+            backend_config_path="compute-backend-config.json",
+        )
+        client.wait(run.run_id)
+    """
+
+    def __init__(
+        self,
+        compute_backend_url: str | None = None,
+        unicore_username: str | None = None,
+        unicore_password: str | None = None,
+        unicore_project: str | None = None,
+        mlflow_tracking_uri: str | None = None,
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        verify: bool | str = True,
+    ) -> None:
+        tracking = mlflow_tracking_uri or os.environ.get(_env.TRACKING_URI)
+        if compute_backend_url is None and not tracking:
+            raise MissingEnvironmentError([_env.TRACKING_URI])
+        self.platform_url = _env.platform_url(
+            tracking or compute_backend_url or "", source="mlflow_tracking_uri"
+        )
+        self.compute_backend_url = (
+            compute_backend_url.rstrip("/")
+            if compute_backend_url
+            else f"{self.platform_url}/compute-backend"
+        )
+        self.username = username or os.environ.get(_env.USERNAME) or ""
+        self._password = password or os.environ.get(_env.PASSWORD) or ""
+        missing = [
+            n for n, v in ((_env.USERNAME, self.username), (_env.PASSWORD, self._password)) if not v
+        ]
+        if missing:
+            raise MissingEnvironmentError(missing)
+        self.unicore_username = unicore_username
+        self._unicore_password = unicore_password
+        self.unicore_project = unicore_project
+        self._http = httpx.Client(timeout=httpx.Timeout(600.0, connect=10.0), verify=verify)
+
+    @classmethod
+    def from_env(cls) -> ComputeBackendClient:
+        """Build a client from the guide's environment variables.
+
+        ``MLFLOW_TRACKING_URI``, ``MANTIK_USERNAME`` and ``MANTIK_PASSWORD`` are required;
+        the UNICORE ones (``MANTIK_UNICORE_USERNAME`` or ``MANTIK_UNICORE_USER``,
+        ``MANTIK_UNICORE_PASSWORD``, ``MANTIK_UNICORE_PROJECT``) when the site is UNICORE.
+        """
+        _env.require(_env.USERNAME, _env.PASSWORD, _env.TRACKING_URI)
+        return cls(
+            unicore_username=next(
+                (os.environ[n] for n in _UNICORE_USER if os.environ.get(n)), None
+            ),
+            unicore_password=os.environ.get("MANTIK_UNICORE_PASSWORD") or None,
+            unicore_project=os.environ.get("MANTIK_UNICORE_PROJECT") or None,
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> ComputeBackendClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- requests ------------------------------------------------------------------------
+
+    def _headers(self) -> dict[str, str]:
+        tokens = _tokens.obtain(self.platform_url, self.username, self._password)
+        return {"Authorization": f"Bearer {tokens.access_token}"}
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        url = f"{self.compute_backend_url}{path}"
+        response = _http.request(self._http, method, url, headers=self._headers(), **kwargs)
+        _http.raise_for_status(response)
+        return response
+
+    # --- submission ----------------------------------------------------------------------
+
+    def submit_run(
+        self,
+        experiment_id: int | str,
+        mlflow_parameters: Mapping[str, Any] | None,
+        mlproject_path: str | Path,
+        backend_config_path: str | Path,
+        entry_point: str = "main",
+        run_name: str | None = None,
+        *,
+        progress: Any = None,
+    ) -> SubmittedRun:
+        """Validate the project locally, upload it, and start it as a tracked run.
+
+        ``backend_config_path`` is relative to ``mlproject_path``. ``progress`` is an
+        optional callable ``progress(sent_bytes, total_bytes)``.
+        """
+        project_dir = Path(mlproject_path).expanduser().resolve()
+        project = load_project(project_dir)
+        parameters = dict(mlflow_parameters or {})
+        project.entry_point(entry_point).validate(parameters)  # fail before any upload
+        config_relative = Path(backend_config_path)
+        if config_relative.is_absolute():
+            raise ConfigurationError(
+                f"backend_config_path {str(backend_config_path)!r} must be relative to "
+                f"mlproject_path {str(project_dir)!r}."
+            )
+        config_path = (project_dir / config_relative).resolve()
+        if not config_path.is_relative_to(project_dir):
+            raise ConfigurationError(
+                f"backend_config_path {str(backend_config_path)!r} points outside the MLproject "
+                f"directory {str(project_dir)!r}."
+            )
+        config = load_backend_config(config_path)
+        self._check_unicore(config)
+        archive = zip_project_to_tempfile(project_dir, config.exclude)
+        try:
+            return self._upload(
+                experiment_id,
+                entry_point,
+                parameters,
+                config_relative.as_posix(),
+                config,
+                archive,
+                run_name,
+                progress,
+            )
+        finally:
+            archive.unlink(missing_ok=True)
+
+    def _check_unicore(self, config: BackendConfig) -> None:
+        if not config.unicore_api_url or config.compute_site:
+            return
+        missing = []
+        if not self.unicore_username:
+            missing.append("MANTIK_UNICORE_USERNAME")
+        if not self._unicore_password:
+            missing.append("MANTIK_UNICORE_PASSWORD")
+        if not self.unicore_project:
+            missing.append("MANTIK_UNICORE_PROJECT")
+        if missing:
+            raise MissingEnvironmentError(missing)
+
+    def _upload(
+        self,
+        experiment_id: int | str,
+        entry_point: str,
+        parameters: dict[str, Any],
+        config_relative: str,
+        config: BackendConfig,
+        archive: Path,
+        run_name: str | None,
+        progress: Any,
+    ) -> SubmittedRun:
+        data = {
+            "entry_point": entry_point,
+            "mlflow_parameters": json.dumps(parameters),
+            "unicore_backend_config_path": config_relative,
+            "backend_config": json.dumps(config.to_wire()),
+        }
+        if run_name:
+            data["run_name"] = run_name
+        if self.unicore_project:
+            data["unicore_project"] = self.unicore_project
+        if config.unicore_api_url and self.unicore_username and self._unicore_password:
+            data["unicore_user"] = self.unicore_username
+            data["unicore_password"] = self._unicore_password
+        total = archive.stat().st_size
+        sent = 0
+
+        def report(n: int) -> None:
+            nonlocal sent
+            sent += n
+            if progress is not None:
+                progress(sent, total)
+
+        with archive.open("rb") as handle:
+            files = {
+                "mlproject_zip": ("mlproject.zip", _Progress(handle, report), "application/zip")
+            }
+            response = self._call("POST", f"/submit/{experiment_id}", data=data, files=files)
+        body = response.json()
+        return SubmittedRun(
+            experiment_id=str(body["experiment_id"]),
+            run_id=str(body["run_id"]),
+            job_id=str(body.get("job_id") or body.get("unicore_job_id")),
+            site=str(body.get("site", "")),
+        )
+
+    # --- after submission ----------------------------------------------------------------
+
+    def get_status(self, run_id: str) -> RunInfo:
+        return RunInfo(**self._call("GET", f"/runs/{run_id}").json())
+
+    def get_logs(self, run_id: str) -> str:
+        return self._call("GET", f"/runs/{run_id}/logs").text
+
+    def cancel(self, run_id: str) -> RunInfo:
+        return RunInfo(**self._call("POST", f"/runs/{run_id}/cancel").json())
+
+    def list_runs(
+        self, experiment_id: int | str | None = None, state: str | None = None
+    ) -> list[RunInfo]:
+        params = {k: str(v) for k, v in (("experiment_id", experiment_id), ("state", state)) if v}
+        return [RunInfo(**item) for item in self._call("GET", "/runs", params=params).json()]
+
+    def follow_logs(self, run_id: str, interval: float = 2.0) -> Iterator[str]:
+        """Yield new log text until the run ends."""
+        offset = 0
+        while True:
+            info = self.get_status(run_id)
+            text = self.get_logs(run_id)
+            if len(text) > offset:
+                yield text[offset:]
+                offset = len(text)
+            if info.done:
+                return
+            time.sleep(interval)
+
+    def wait(self, run_id: str, timeout: float | None = None, interval: float = 2.0) -> RunInfo:
+        """Block until the run ends; returns its final state."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            info = self.get_status(run_id)
+            if info.done:
+                return info
+            if deadline is not None and time.monotonic() > deadline:
+                raise PlatformError(
+                    f"Run {run_id} did not finish within {timeout} s (state {info.state})."
+                )
+            time.sleep(interval)

@@ -1,0 +1,165 @@
+"""``/compute-backend/*``: submission (mantik 0.1.x form fields) and run control."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, File, Form, Query, Request, UploadFile
+from fastapi.responses import PlainTextResponse
+from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
+
+from mantik.server.api.deps import CurrentUser
+from mantik.server.compute.errors import ComputeError
+from mantik.server.compute.service import ComputeService, Submission
+from mantik.server.models import ComputeJob
+
+router = APIRouter(prefix="/compute-backend", tags=["compute"])
+
+
+class SubmitResponse(BaseModel):
+    experiment_id: str
+    run_id: str
+    unicore_job_id: str
+    job_id: str
+    site: str
+
+
+class RunView(BaseModel):
+    run_id: str
+    experiment_id: str
+    site: str
+    job_id: str | None
+    state: str
+    run_status: str
+    reason: str | None
+    exit_code: int | None
+    entry_point: str
+    submitted_at: str
+    finished_at: str | None
+
+    @classmethod
+    def of(cls, job: ComputeJob) -> RunView:
+        from mantik.server.compute.states import JobState
+
+        return cls(
+            run_id=job.run_id,
+            experiment_id=job.experiment_id,
+            site=job.site,
+            job_id=job.job_id,
+            state=job.state,
+            run_status=JobState(job.state).run_status,
+            reason=job.reason,
+            exit_code=job.exit_code,
+            entry_point=job.entry_point,
+            submitted_at=job.submitted_at.isoformat(),
+            finished_at=job.finished_at.isoformat() if job.finished_at else None,
+        )
+
+
+def _service(request: Request) -> ComputeService:
+    service: ComputeService = request.app.state.compute
+    return service
+
+
+def _parameters(raw: str | None) -> dict[str, Any]:
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        raise ComputeError(400, f"mlflow_parameters is not valid JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise ComputeError(400, "mlflow_parameters must be a JSON object of name → value.")
+    return value
+
+
+def _inline_config(raw: str | None) -> dict[str, Any] | None:
+    if raw is None or not raw.lstrip().startswith("{"):
+        return None
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        raise ComputeError(400, f"backend_config is not valid JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise ComputeError(400, "backend_config must be a JSON object.")
+    return value
+
+
+@router.post("/submit/{experiment_id}", status_code=201, response_model=SubmitResponse)
+async def submit(
+    request: Request,
+    user: CurrentUser,
+    experiment_id: str,
+    mlproject_zip: Annotated[UploadFile, File(description="The MLproject folder as a zip.")],
+    entry_point: Annotated[str, Form(max_length=256)] = "main",
+    mlflow_parameters: Annotated[str | None, Form(max_length=1_000_000)] = None,
+    unicore_backend_config_path: Annotated[str | None, Form(max_length=4096)] = None,
+    unicore_backend_config: Annotated[str | None, Form(max_length=1_000_000)] = None,
+    backend_config: Annotated[str | None, Form(max_length=1_000_000)] = None,
+    unicore_project: Annotated[str | None, Form(max_length=256)] = None,
+    run_name: Annotated[str | None, Form(max_length=250)] = None,
+    # Accepted for mantik 0.1.x clients; credentials are used per request, never stored.
+    unicore_user: Annotated[str | None, Form(max_length=256)] = None,
+    unicore_password: Annotated[str | None, Form(max_length=1024)] = None,
+    mlflow_tracking_uri: Annotated[str | None, Form(max_length=4096)] = None,
+    mlflow_tracking_token: Annotated[str | None, Form(max_length=16384)] = None,
+) -> SubmitResponse:
+    service = _service(request)
+    inline = _inline_config(backend_config) or _inline_config(unicore_backend_config)
+    config_path = unicore_backend_config_path
+    if config_path is None and inline is None:
+        config_path = unicore_backend_config
+    with tempfile.NamedTemporaryFile(
+        dir=service.settings.data_dir, prefix="upload-", suffix=".zip"
+    ) as archive:
+        await run_in_threadpool(shutil.copyfileobj, mlproject_zip.file, archive, 1024 * 1024)
+        archive.flush()
+        submission = Submission(
+            experiment_id=experiment_id,
+            entry_point=entry_point,
+            parameters=_parameters(mlflow_parameters),
+            archive=Path(archive.name),
+            backend_config_path=config_path,
+            backend_config=inline,
+            run_name=run_name,
+            project=unicore_project,
+        )
+        done = await run_in_threadpool(service.submit, user.username, submission)
+    return SubmitResponse(
+        experiment_id=done.experiment_id,
+        run_id=done.run_id,
+        unicore_job_id=done.job_id,
+        job_id=done.job_id,
+        site=done.site,
+    )
+
+
+@router.get("/runs", response_model=list[RunView])
+def list_runs(
+    request: Request,
+    user: CurrentUser,
+    experiment_id: Annotated[str | None, Query()] = None,
+    state: Annotated[str | None, Query()] = None,
+) -> list[RunView]:
+    jobs = _service(request).list_jobs(user.username, experiment_id, state)
+    return [RunView.of(job) for job in jobs]
+
+
+@router.get("/runs/{run_id}", response_model=RunView)
+def get_run(request: Request, user: CurrentUser, run_id: str) -> RunView:
+    return RunView.of(_service(request).job(user.username, run_id))
+
+
+@router.get("/runs/{run_id}/logs", response_class=PlainTextResponse)
+def get_logs(request: Request, user: CurrentUser, run_id: str) -> str:
+    return _service(request).logs(user.username, run_id)
+
+
+@router.post("/runs/{run_id}/cancel", response_model=RunView)
+def cancel_run(request: Request, user: CurrentUser, run_id: str) -> RunView:
+    return RunView.of(_service(request).cancel(user.username, run_id))

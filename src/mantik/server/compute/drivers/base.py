@@ -1,0 +1,102 @@
+"""The driver interface. The base class writes the job folder; a driver fills in how the
+scheduler is asked to run, watch and stop it."""
+
+from __future__ import annotations
+
+import os
+import sys
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from mantik.server.compute.sites import SiteConfig
+from mantik.server.compute.spec import JobSpec
+from mantik.server.compute.states import JobState, Observation
+from mantik.server.compute.wrapper import TOKEN_FILE, render_wrapper
+from mantik.server.identity.keys import write_secret_file
+
+
+class DriverError(Exception):
+    """The site refused or failed; the message is for the user. ``user_error`` → 4xx."""
+
+    def __init__(self, message: str, *, user_error: bool = False) -> None:
+        super().__init__(message)
+        self.user_error = user_error
+
+
+# The only variables a job inherits from the platform process: its environment holds
+# secrets (database URIs, the Flask key) that must never reach a job.
+_INHERITED = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TZ", "TMPDIR", "SHELL")
+
+
+def job_environment() -> dict[str, str]:
+    env = {name: os.environ[name] for name in _INHERITED if name in os.environ}
+    # A job without container or venv finds the platform's Python (and its MLflow) first:
+    # what a laptop or a login-node deployment expects.
+    python_bin = os.path.dirname(sys.executable)
+    env["PATH"] = os.pathsep.join([python_bin, env.get("PATH", os.defpath)])
+    return env
+
+
+@dataclass(frozen=True)
+class TrackedJob:
+    job_id: str
+    workdir: Path
+
+
+class Driver(ABC):
+    def __init__(self, site: SiteConfig) -> None:
+        self.site = site
+
+    def header(self, spec: JobSpec) -> list[str]:
+        """Lines after the shebang (scheduler directives or comments)."""
+        return []
+
+    def write_job(self, spec: JobSpec, job_token: str) -> str:
+        """Write the wrapper (0700) and the token (0600) into the job folder; return the script."""
+        script = render_wrapper(spec, self.header(spec))
+        spec.mantik_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        write_secret_file(spec.mantik_dir / TOKEN_FILE, job_token.encode())
+        spec.script_path.write_text(script)
+        os.chmod(spec.script_path, 0o700)
+        return script
+
+    @abstractmethod
+    def submit(self, spec: JobSpec) -> str:
+        """Hand the written job to the site; return its job id."""
+
+    @abstractmethod
+    def poll(self, jobs: Sequence[TrackedJob]) -> dict[str, Observation]:
+        """Observe all ``jobs`` with one scheduler query; omit none."""
+
+    @abstractmethod
+    def cancel(self, job: TrackedJob) -> None:
+        """Ask the site to stop the job (idempotent)."""
+
+    def read_log(self, job: TrackedJob) -> str:
+        path = job.workdir / ".mantik" / "job.log"
+        try:
+            return path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    @staticmethod
+    def exit_code(workdir: Path) -> int | None:
+        """The exit code the wrapper recorded, if it got that far."""
+        try:
+            return int((workdir / ".mantik" / "exit-code").read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return None
+
+    @classmethod
+    def finished(cls, workdir: Path) -> Observation:
+        """The outcome of a job the scheduler no longer lists."""
+        code = cls.exit_code(workdir)
+        if code is None:
+            return Observation(JobState.LOST, "the job ended without recording an exit code")
+        if code == 0:
+            return Observation(JobState.COMPLETED, exit_code=0)
+        if code == 143:
+            return Observation(JobState.CANCELLED, "terminated", exit_code=code)
+        return Observation(JobState.FAILED, f"exit code {code}", exit_code=code)

@@ -1,0 +1,66 @@
+"""The ``local`` site: jobs run as processes on the platform host (laptop, demo)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+
+from mantik.server.compute.drivers.base import Driver, DriverError, TrackedJob, job_environment
+from mantik.server.compute.spec import JobSpec
+from mantik.server.compute.states import JobState, Observation
+
+
+def _running_script(pid: int) -> Path | None:
+    """The wrapper script that process ``pid`` runs, if it is alive and one of ours."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    if stat.rsplit(")", 1)[1].split()[0] in ("Z", "X"):  # exited, not yet reaped
+        return None
+    scripts = [a for a in argv if a.endswith(b"/.mantik/job.sh")]
+    return Path(scripts[0].decode()) if scripts else None
+
+
+class LocalDriver(Driver):
+    def submit(self, spec: JobSpec) -> str:
+        # Detach (setsid, background, parent exits): the job survives platform restarts and
+        # is reaped by init, whichever worker started it.
+        result = subprocess.run(
+            [
+                "bash",
+                "-c",
+                'setsid bash "$1" >"$2" 2>&1 </dev/null & echo $!',
+                "mantik-job",
+                str(spec.script_path),
+                str(spec.mantik_dir / "stdout"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            cwd=spec.workdir,
+            env=job_environment(),
+        )
+        if result.returncode != 0 or not result.stdout.strip().isdigit():
+            raise DriverError(f"Could not start the job locally: {result.stderr.strip()}")
+        return result.stdout.strip()
+
+    def poll(self, jobs: Sequence[TrackedJob]) -> dict[str, Observation]:
+        observed = {}
+        for job in jobs:
+            script = _running_script(int(job.job_id))
+            if script is not None and script.parent.parent == job.workdir:
+                observed[job.job_id] = Observation(JobState.RUNNING)
+            else:
+                observed[job.job_id] = self.finished(job.workdir)
+        return observed
+
+    def cancel(self, job: TrackedJob) -> None:
+        pid = int(job.job_id)
+        script = _running_script(pid)
+        if script is not None and script.parent.parent == job.workdir:
+            os.kill(pid, signal.SIGTERM)  # the wrapper stops the program and records KILLED

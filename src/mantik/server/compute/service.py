@@ -1,0 +1,310 @@
+"""Submitting runs: unpack, validate, create the MLflow run, mint the job token, hand over."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from mantik._exceptions import ConfigurationError
+from mantik.compute.archive import UnsafeArchive, safe_extract
+from mantik.compute.config import BackendConfig, load_backend_config, validate_backend_config
+from mantik.compute.project import load_project
+from mantik.server.compute.drivers import Driver, DriverError, TrackedJob, make_driver
+from mantik.server.compute.errors import ComputeError
+from mantik.server.compute.runs import RunStore
+from mantik.server.compute.sites import SiteConfig, configured_sites, work_root
+from mantik.server.compute.spec import JobSpec
+from mantik.server.compute.states import JobState
+from mantik.server.config import ServerSettings
+from mantik.server.db import Database
+from mantik.server.identity.service import IdentityService
+from mantik.server.identity.tokens import TokenService
+from mantik.server.models import ComputeJob
+from mantik.server.tracking.permissions import can_access
+
+DEFAULT_RUNTIME_SECONDS = 24 * 3600
+
+
+@dataclass(frozen=True)
+class Submission:
+    experiment_id: str
+    entry_point: str
+    parameters: Mapping[str, Any]
+    archive: Path
+    backend_config_path: str | None = None
+    backend_config: Mapping[str, Any] | None = None
+    run_name: str | None = None
+    project: str | None = None  # accounting project (MANTIK_UNICORE_PROJECT)
+
+
+@dataclass(frozen=True)
+class Submitted:
+    experiment_id: str
+    run_id: str
+    job_id: str
+    site: str
+
+
+def _inside(root: Path, relative: str, what: str) -> Path:
+    path = (root / relative).resolve()
+    if not path.is_relative_to(root.resolve()):
+        raise ComputeError(400, f"{what} {relative!r} lies outside the MLproject directory.")
+    return path
+
+
+class ComputeService:
+    def __init__(
+        self,
+        settings: ServerSettings,
+        db: Database,
+        tokens: TokenService,
+        identity: IdentityService,
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.tokens = tokens
+        self.identity = identity
+        self.runs = RunStore(settings)
+        self.sites = configured_sites(settings)
+        self._drivers: dict[str, Driver] = {}
+
+    def driver(self, site: str) -> Driver:
+        if site not in self._drivers:
+            self._drivers[site] = make_driver(self.sites[site])
+        return self._drivers[site]
+
+    # --- access --------------------------------------------------------------------------
+
+    def require(self, username: str, experiment_id: str, action: str) -> None:
+        if not self.runs.experiment_exists(experiment_id):
+            raise ComputeError(404, f"Experiment {experiment_id} does not exist.")
+        if not can_access(username, experiment_id, "update" if action == "update" else "read"):
+            verb = "submit runs to" if action == "update" else "see"
+            raise ComputeError(403, f"You may not {verb} experiment {experiment_id}.")
+
+    def job(self, username: str, run_id: str, action: str = "read") -> ComputeJob:
+        with self.db.session() as session:
+            job = session.get(ComputeJob, run_id)
+        if job is None:
+            raise ComputeError(404, f"No submitted run {run_id}.")
+        self.require(username, job.experiment_id, action)
+        return job
+
+    # --- submission ----------------------------------------------------------------------
+
+    def site_for(self, config: BackendConfig) -> SiteConfig:
+        if config.compute_site:
+            site = self.sites.get(config.compute_site)
+            if site is None:
+                known = ", ".join(sorted(self.sites))
+                raise ComputeError(
+                    400, f"ComputeSite {config.compute_site!r} is not configured here: {known}."
+                )
+            return site
+        if config.unicore_api_url:
+            for site in self.sites.values():
+                if site.driver == "unicore" and site.url == config.unicore_api_url.rstrip("/"):
+                    return site
+            allowed = [s.url for s in self.sites.values() if s.driver == "unicore"]
+            raise ComputeError(
+                400,
+                f"UnicoreApiUrl {config.unicore_api_url!r} is not a site this platform may use"
+                + (f"; allowed: {', '.join(u for u in allowed if u)}" if allowed else "")
+                + ". Ask the platform admin, or set ComputeSite.",
+            )
+        return self.sites["local"]
+
+    def submit(self, username: str, submission: Submission) -> Submitted:
+        self.require(username, submission.experiment_id, "update")
+        staging = self.settings.data_dir / "staging" / uuid.uuid4().hex
+        try:
+            return self._submit(username, submission, staging)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def _prepare(
+        self, submission: Submission, staging: Path
+    ) -> tuple[BackendConfig, str, str, Path]:
+        """Unpack and validate everything; returns config, command, entry point, project dir."""
+        project_dir = staging / "project"
+        try:
+            safe_extract(submission.archive, project_dir)
+        except UnsafeArchive as exc:
+            raise ComputeError(400, f"The uploaded project was refused: {exc}") from exc
+        try:
+            if submission.backend_config is not None:
+                config = validate_backend_config(
+                    dict(submission.backend_config), source="the backend config"
+                )
+            elif submission.backend_config_path:
+                path = _inside(project_dir, submission.backend_config_path, "backend config")
+                config = load_backend_config(path)
+            else:
+                raise ComputeError(400, "No backend configuration was sent.")
+            project = load_project(project_dir)
+            entry = project.entry_point(submission.entry_point)
+            command = entry.render(submission.parameters)
+        except ConfigurationError as exc:
+            raise ComputeError(400, str(exc)) from exc
+        return config, command, entry.name, project_dir
+
+    def _submit(self, username: str, submission: Submission, staging: Path) -> Submitted:
+        config, command, entry_point, project_dir = self._prepare(submission, staging)
+        site = self.site_for(config)
+        driver = self.driver(site.name)
+        image = self._image(config, project_dir)
+        parameters = {k: str(v) for k, v in submission.parameters.items()}
+        run = self.runs.create(
+            submission.experiment_id,
+            run_name=submission.run_name,
+            tags={
+                "mlflow.user": username,
+                "mlflow.source.type": "PROJECT",
+                "mlflow.project.entryPoint": entry_point,
+                "mlflow.project.backend": "mantik",
+                "mantik.site": site.name,
+                "mantik.entry_point": entry_point,
+            },
+            params=parameters,
+        )
+        run_id = run.info.run_id
+        workdir = work_root(self.settings, site) / run_id
+        try:
+            return self._hand_over(
+                username,
+                submission,
+                run,
+                site,
+                driver,
+                config,
+                command,
+                entry_point,
+                project_dir,
+                workdir,
+                image,
+            )
+        except BaseException:
+            self.runs.discard(run_id)
+            shutil.rmtree(workdir, ignore_errors=True)
+            raise
+
+    def _image(self, config: BackendConfig, project_dir: Path) -> str | None:
+        if config.remote_image:
+            return config.remote_image
+        if config.singularity_image:
+            local = _inside(project_dir, config.singularity_image, "SingularityImage")
+            if not local.is_file():
+                raise ComputeError(
+                    400,
+                    f"SingularityImage {config.singularity_image!r} was not uploaded with the "
+                    "project. Put it in the project folder, or set RemoteImage to a path on "
+                    "the site.",
+                )
+            return str(local.relative_to(project_dir))
+        return None
+
+    def _hand_over(
+        self,
+        username: str,
+        submission: Submission,
+        run: Any,
+        site: SiteConfig,
+        driver: Driver,
+        config: BackendConfig,
+        command: str,
+        entry_point: str,
+        project_dir: Path,
+        workdir: Path,
+        image: str | None,
+    ) -> Submitted:
+        run_id = run.info.run_id
+        workdir.mkdir(mode=0o700, parents=True)
+        shutil.move(str(project_dir), workdir / "project")
+        runtime = config.resources.runtime or DEFAULT_RUNTIME_SECONDS
+        ttl = runtime + self.settings.job_queue_allowance_hours * 3600
+        token, expires = self.tokens.issue(
+            username, "job", ttl, run_id=run_id, experiment_id=submission.experiment_id
+        )
+        tracking_uri = site.tracking_uri or self.settings.job_tracking_uri or self.settings.base_url
+        spec = JobSpec(
+            run_id=run_id,
+            experiment_id=submission.experiment_id,
+            name=f"mantik-{run_id[:12]}",
+            command=command,
+            workdir=workdir,
+            tracking_uri=tracking_uri,
+            artifact_url=RunStore.proxied_artifact_url(run, tracking_uri),
+            config=config,
+            image=str(workdir / "project" / image) if image and not config.remote_image else image,
+            project=submission.project,
+        )
+        driver.write_job(spec, token)
+        (spec.mantik_dir / "backend-config.json").write_text(json.dumps(config.to_wire(), indent=2))
+        self.runs.log_artifact(run_id, spec.mantik_dir / "backend-config.json", "mantik")
+        self.runs.log_artifact(run_id, spec.script_path, "mantik")
+        try:
+            job_id = driver.submit(spec)
+        except DriverError as exc:
+            raise ComputeError(400 if exc.user_error else 502, str(exc)) from exc
+        self.runs.set_tags(run_id, {"mantik.job_id": job_id})
+        claims = self.tokens.verify(token)
+        with self.db.session() as session:
+            session.add(
+                ComputeJob(
+                    run_id=run_id,
+                    experiment_id=submission.experiment_id,
+                    username=username,
+                    site=site.name,
+                    job_id=job_id,
+                    state=JobState.SUBMITTED,
+                    entry_point=entry_point,
+                    workdir=str(workdir),
+                    token_id=claims.token_id,
+                    token_expires_at=datetime.fromtimestamp(expires, UTC),
+                )
+            )
+        return Submitted(submission.experiment_id, run_id, job_id, site.name)
+
+    # --- after submission ----------------------------------------------------------------
+
+    def cancel(self, username: str, run_id: str) -> ComputeJob:
+        job = self.job(username, run_id, "update")
+        if not JobState(job.state).terminal and job.job_id:
+            try:
+                self.driver(job.site).cancel(TrackedJob(job.job_id, Path(job.workdir)))
+            except DriverError as exc:
+                raise ComputeError(502, str(exc)) from exc
+        return job
+
+    def logs(self, username: str, run_id: str) -> str:
+        job = self.job(username, run_id)
+        if not job.job_id:
+            return ""
+        return self.driver(job.site).read_log(TrackedJob(job.job_id, Path(job.workdir)))
+
+    def list_jobs(
+        self, username: str, experiment_id: str | None = None, state: str | None = None
+    ) -> list[ComputeJob]:
+        with self.db.session() as session:
+            query = select(ComputeJob).order_by(ComputeJob.submitted_at.desc())
+            if experiment_id is not None:
+                query = query.where(ComputeJob.experiment_id == experiment_id)
+            if state is not None:
+                query = query.where(ComputeJob.state == state.upper())
+            jobs = list(session.scalars(query.limit(1000)))
+        visible: dict[str, bool] = {}
+        result = []
+        for job in jobs:
+            if job.experiment_id not in visible:
+                visible[job.experiment_id] = can_access(username, job.experiment_id, "read")
+            if visible[job.experiment_id]:
+                result.append(job)
+        return result

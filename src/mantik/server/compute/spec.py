@@ -1,0 +1,39 @@
+"""What a driver needs to run one job: everything rendered, nothing secret but the job token."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mantik.compute.config import BackendConfig
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    run_id: str
+    experiment_id: str
+    name: str  # scheduler job name
+    command: str  # the entry point's shell command line, already quoted
+    workdir: Path  # job folder on the site: project/ inside, .mantik/ for our files
+    tracking_uri: str  # how the compute node reaches the platform
+    artifact_url: str | None  # where the wrapper PUTs the log (None: the platform does it)
+    config: BackendConfig
+    image: str | None = None  # image path on the site (None: no container)
+    project: str | None = None  # accounting project (SLURM --account, UNICORE Project)
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def mantik_dir(self) -> Path:
+        return self.workdir / ".mantik"
+
+    @property
+    def project_dir(self) -> Path:
+        return self.workdir / "project"
+
+    @property
+    def script_path(self) -> Path:
+        return self.mantik_dir / "job.sh"
+
+    @property
+    def log_path(self) -> Path:
+        return self.mantik_dir / "job.log"

@@ -1,0 +1,136 @@
+"""The job wrapper: a self-contained bash script that runs one entry point on a compute node.
+
+Rendered by a pure function (golden-tested). It needs only bash, curl and coreutils on the
+node, no mantik. It holds no secret: the job token is read at run time from a 0600 file next
+to it, so the script itself can be shown to the user (it is logged as an artifact).
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Sequence
+
+from mantik.server.compute.spec import JobSpec
+
+TOKEN_FILE = "job-token"  # noqa: S105 (a file name)
+# Variables the job must not inherit from the submitting environment.
+_UNSET = (
+    "MLFLOW_TRACKING_USERNAME",
+    "MLFLOW_TRACKING_PASSWORD",
+    "MLFLOW_TRACKING_AUTH",
+    "MANTIK_USERNAME",
+    "MANTIK_PASSWORD",
+    "MANTIK_UNICORE_PASSWORD",
+)
+
+_FUNCTIONS = r"""
+_mantik_api() {  # METHOD PATH JSON: best effort, the platform's poller is the safety net
+  curl -sS --max-time 30 --retry 3 --retry-connrefused -o /dev/null -X "$1" \
+    -H "Authorization: Bearer $MLFLOW_TRACKING_TOKEN" -H 'Content-Type: application/json' \
+    --data "$3" "$MLFLOW_TRACKING_URI$2" 2>>"$MANTIK_DIR/api.err" || true
+}
+_mantik_status() {  # STATUS [end]
+  local body="{\"run_id\": \"$MLFLOW_RUN_ID\", \"status\": \"$1\""
+  if [ -n "${2:-}" ]; then body="$body, \"end_time\": $(date +%s%3N)"; fi
+  _mantik_api POST /api/2.0/mlflow/runs/update "$body}"
+}
+_mantik_upload_log() {
+  [ -n "$MANTIK_LOG_URL" ] || return 0
+  curl -sS --max-time 300 -o /dev/null -X PUT --data-binary @"$MANTIK_LOG" \
+    -H "Authorization: Bearer $MLFLOW_TRACKING_TOKEN" \
+    -H 'Content-Type: application/octet-stream' "$MANTIK_LOG_URL" 2>>"$MANTIK_DIR/api.err" || true
+}
+_mantik_finish() {  # EXIT_CODE STATUS
+  trap '' TERM INT
+  echo "$1" > "$MANTIK_DIR/exit-code"
+  _mantik_api POST /api/2.0/mlflow/runs/set-tag \
+    "{\"run_id\": \"$MLFLOW_RUN_ID\", \"key\": \"mantik.exit_code\", \"value\": \"$1\"}"
+  _mantik_upload_log
+  _mantik_status "$2" end
+  exit "$1"
+}
+_mantik_child=
+_mantik_on_term() {  # scancel, time limit, abort: stop the program, record KILLED
+  echo "mantik: received termination signal, stopping the job" >>"$MANTIK_LOG"
+  if [ -n "$_mantik_child" ]; then
+    pkill -TERM -P "$_mantik_child" 2>/dev/null
+    kill -TERM "$_mantik_child" 2>/dev/null
+    wait "$_mantik_child" 2>/dev/null
+  fi
+  _mantik_finish 143 KILLED
+}
+"""
+
+
+def _export(name: str, value: str) -> str:
+    return f"export {name}={shlex.quote(value)}"
+
+
+def run_line(spec: JobSpec) -> str:
+    """How the entry point command is started: in Apptainer, in a venv, or plain."""
+    config = spec.config
+    command = shlex.quote(spec.command)
+    if spec.image:
+        options = " ".join(shlex.quote(o) for o in config.apptainer_options)
+        options = f" {options}" if options else ""
+        return f"apptainer run --cleanenv{options} {shlex.quote(spec.image)} bash -c {command}"
+    if config.venv:
+        activate = shlex.quote(f"{config.venv.rstrip('/')}/bin/activate")
+        return f"source {activate} && bash -c {command}"
+    return f"bash -c {command}"
+
+
+def render_wrapper(spec: JobSpec, header: Sequence[str] = ()) -> str:
+    """The complete job script; ``header`` holds scheduler directives (e.g. ``#SBATCH``)."""
+    config = spec.config
+    lines = ["#!/bin/bash", *header]
+    lines += [
+        f"# mantik job wrapper: run {spec.run_id} of experiment {spec.experiment_id}",
+        "set -u",
+        _export("MANTIK_DIR", str(spec.mantik_dir)),
+        'MANTIK_LOG="$MANTIK_DIR/job.log"',
+        _export(
+            "MANTIK_LOG_URL", f"{spec.artifact_url}/mantik/job.log" if spec.artifact_url else ""
+        ),
+        _export("MLFLOW_TRACKING_URI", spec.tracking_uri),
+        _export("MLFLOW_RUN_ID", spec.run_id),
+        _export("MLFLOW_EXPERIMENT_ID", spec.experiment_id),
+        f'MLFLOW_TRACKING_TOKEN="$(<"$MANTIK_DIR/{TOKEN_FILE}")"',
+        "export MLFLOW_TRACKING_TOKEN",
+        "unset " + " ".join(_UNSET),
+    ]
+    environment = {**config.environment, **spec.extra_env}
+    lines += [_export(name, value) for name, value in environment.items()]
+    if spec.image:
+        # --cleanenv drops the host environment; APPTAINERENV_X reaches the container as X
+        # without showing values on the command line.
+        names = ["MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID"]
+        names += ["MLFLOW_TRACKING_TOKEN", *environment]
+        lines += [f'export APPTAINERENV_{name}="${name}"' for name in names]
+    lines.append(_FUNCTIONS.strip("\n"))
+    lines += [
+        "trap _mantik_on_term TERM INT",
+        'cd "$MANTIK_DIR/../project" || _mantik_finish 97 FAILED',
+        "_mantik_status RUNNING",
+        "{",
+    ]
+    lines += [f"  module load {shlex.quote(module)}" for module in config.modules]
+    lines += [f"  {command}" for command in config.pre_run_commands]
+    lines += [
+        f"  {run_line(spec)}",
+        '} > >(tee -a "$MANTIK_LOG") 2>&1 &',
+        "_mantik_child=$!",
+        'wait "$_mantik_child"',
+        "_mantik_rc=$?",
+        "_mantik_child=",
+    ]
+    if config.post_run_commands:
+        lines.append("{")
+        lines += [f"  {command}" for command in config.post_run_commands]
+        lines.append('} >>"$MANTIK_LOG" 2>&1')
+    lines += [
+        'if [ "$_mantik_rc" -eq 0 ]; then _mantik_finish 0 FINISHED; fi',
+        '_mantik_finish "$_mantik_rc" FAILED',
+        "",
+    ]
+    return "\n".join(lines)

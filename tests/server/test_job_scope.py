@@ -1,0 +1,63 @@
+"""A job token writes only to its own run."""
+
+from __future__ import annotations
+
+import pytest
+from werkzeug.datastructures import MultiDict
+
+from mantik.server.identity.tokens import Principal
+from mantik.server.tracking.job_scope import allows
+
+JOB = Principal("alice", "job", 2e9, "jti", run_id="r1", experiment_id="7")
+API = "/api/2.0/mlflow/"
+
+
+@pytest.mark.parametrize(
+    ("path", "args", "body"),
+    [
+        (API + "runs/log-batch", {}, {"run_id": "r1"}),
+        (API + "runs/update", {}, {"run_id": "r1", "status": "RUNNING"}),
+        (API + "runs/get", {"run_id": "r1"}, {}),
+        (API + "runs/outputs", {}, {"run_id": "r1", "models": [{"model_id": "m-1"}]}),
+        (API + "metrics/get-history", {"run_uuid": "r1", "metric_key": "x"}, {}),
+        (API + "experiments/get", {"experiment_id": "7"}, {}),
+        (
+            API + "runs/create",
+            {},
+            {"experiment_id": "7", "tags": [{"key": "mlflow.parentRunId", "value": "r1"}]},
+        ),
+        (API + "logged-models", {}, {"experiment_id": "7", "source_run_id": "r1"}),
+        ("/api/2.0/mlflow-artifacts/artifacts/7/r1/artifacts/model.pkl", {}, {}),
+        ("/api/2.0/mlflow-artifacts/artifacts/7/models/m-1/artifacts/MLmodel", {}, {}),
+    ],
+)
+def test_allowed(path: str, args: dict[str, str], body: dict[str, object]) -> None:
+    assert allows(JOB, path, MultiDict(args), body)
+
+
+@pytest.mark.parametrize(
+    ("path", "args", "body"),
+    [
+        (API + "runs/log-batch", {}, {"run_id": "other"}),
+        (API + "runs/update", {}, {"run_id": "other", "status": "FINISHED"}),
+        (API + "runs/get", {"run_id": "other"}, {}),
+        (API + "runs/delete", {}, {"run_id": "r1"}),
+        (API + "experiments/get", {"experiment_id": "8"}, {}),
+        (API + "experiments/create", {}, {"name": "new"}),
+        (API + "experiments/delete", {}, {"experiment_id": "7"}),
+        (API + "runs/create", {}, {"experiment_id": "7"}),
+        (API + "runs/search", {}, {"experiment_ids": ["7", "8"]}),
+        (API + "logged-models", {}, {"experiment_id": "8"}),
+        ("/api/2.0/mlflow-artifacts/artifacts/7/other/artifacts/x", {}, {}),
+        ("/api/2.0/mlflow-artifacts/artifacts/8/r1/artifacts/x", {}, {}),
+        ("/api/3.0/mlflow/users/permissions/grant", {}, {}),
+        ("/", {}, {}),
+    ],
+)
+def test_refused(path: str, args: dict[str, str], body: dict[str, object]) -> None:
+    assert not allows(JOB, path, MultiDict(args), body)
+
+
+def test_user_tokens_have_no_run_scope() -> None:
+    user = Principal("alice", "access", 2e9, "jti")
+    assert not allows(user, API + "runs/get", MultiDict({"run_id": "r1"}), {})

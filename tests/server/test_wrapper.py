@@ -1,0 +1,186 @@
+"""The job wrapper and the sbatch options: golden files, and the script really running."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mantik.compute.config import validate_backend_config
+from mantik.server.compute.drivers.base import Driver
+from mantik.server.compute.drivers.slurm import sbatch_arguments
+from mantik.server.compute.sites import SiteConfig
+from mantik.server.compute.spec import JobSpec
+from mantik.server.compute.wrapper import render_wrapper
+
+GUIDE_CONFIG = {
+    "SingularityImage": "image.sif",
+    "UnicoreApiUrl": "https://zam2125.zam.kfa-juelich.de:9112/JUWELS/rest/core",
+    "Environment": {"TEST_ENV_VAR": "variable value"},
+    "Resources": {
+        "Runtime": "12h",
+        "Queue": "batch",
+        "Nodes": 1,
+        "CPUs": 1,
+        "CPUsPerNode": 1,
+        "Memory": "12GiB",
+        "Reservation": "my-reservation",
+        "NodeConstraints": "largemem",
+        "QoS": "normal",
+    },
+}
+
+
+def spec(config: dict[str, Any], workdir: Path = Path("/jobs/r1"), **kw: Any) -> JobSpec:
+    defaults: dict[str, Any] = {
+        "run_id": "0123456789abcdef0123456789abcdef",
+        "experiment_id": "7",
+        "name": "mantik-0123456789ab",
+        "command": "python train.py --alpha 0.5",
+        "workdir": workdir,
+        "tracking_uri": "https://mantik.example.org",
+        "artifact_url": "https://mantik.example.org/api/2.0/mlflow-artifacts/artifacts/7/r/artifacts",
+        "config": validate_backend_config(config),
+    }
+    defaults.update(kw)
+    return JobSpec(**defaults)
+
+
+def test_wrapper_for_the_guide_config_in_apptainer(golden: Any) -> None:
+    job = spec(GUIDE_CONFIG, image="/jobs/r1/project/image.sif")
+    golden("wrapper-apptainer.sh", render_wrapper(job))
+
+
+def test_wrapper_with_venv_modules_and_commands(golden: Any) -> None:
+    config = {
+        "ComputeSite": "slurm",
+        "Venv": "/p/project/venv",
+        "Modules": ["Stages/2024", "CUDA"],
+        "PreRunCommands": ["echo before"],
+        "PostRunCommands": ["echo after"],
+        "Environment": {"QUOTED": 'it\'s a "test" $HOME'},
+    }
+    golden("wrapper-venv.sh", render_wrapper(spec(config)))
+
+
+def test_sbatch_options_for_the_guide_config(golden: Any) -> None:
+    args = sbatch_arguments(
+        spec(GUIDE_CONFIG, project="training2"), SiteConfig(name="s", driver="slurm")
+    )
+    golden("sbatch-guide.txt", "\n".join(args) + "\n")
+    assert "--mem=12G" in args
+    assert "--time=12:00:00" in args
+
+
+def test_hostile_command_and_values_stay_data(tmp_path: Path, recorder: Any) -> None:
+    hostile = "a'; touch /tmp/mantik-pwned; echo 'b\n$(id) `id` $HOME"
+    job = spec(
+        {"Environment": {"HOSTILE": hostile}},
+        workdir=tmp_path,
+        command=f"printf '%s' {shlex.quote(hostile)} > out.txt; printf '%s' \"$HOSTILE\" > env.txt",
+        tracking_uri=f"http://127.0.0.1:{recorder.server_port}",
+        artifact_url=None,
+    )
+    Driver.write_job(_NoDriver(), job, "job-token-value")
+    (tmp_path / "project").mkdir()
+    result = subprocess.run(
+        ["bash", str(job.script_path)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "project" / "out.txt").read_text() == hostile
+    assert (tmp_path / "project" / "env.txt").read_text() == hostile
+    assert not Path("/tmp/mantik-pwned").exists()
+    assert "job-token-value" not in job.script_path.read_text()
+
+
+class _Recorder(BaseHTTPRequestHandler):
+    calls: list[tuple[str, str, str, bytes]] = []
+
+    def _record(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.calls.append((self.command, self.path, self.headers.get("Authorization", ""), body))
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    do_POST = do_PUT = _record
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def recorder() -> Any:
+    _Recorder.calls = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server
+    server.shutdown()
+
+
+@pytest.mark.parametrize(("code", "status"), [(0, "FINISHED"), (3, "FAILED")])
+def test_wrapper_reports_status_exit_code_and_log(
+    tmp_path: Path, recorder: Any, code: int, status: str
+) -> None:
+    url = f"http://127.0.0.1:{recorder.server_port}"
+    job = spec(
+        {},
+        workdir=tmp_path,
+        command=f"echo training; exit {code}",
+        tracking_uri=url,
+        artifact_url=f"{url}/artifacts",
+    )
+    Driver.write_job(_NoDriver(), job, "the-job-token")
+    (tmp_path / "project").mkdir()
+    env = {"PATH": os.environ["PATH"], "MANTIK_PASSWORD": "leak", "MLFLOW_TRACKING_USERNAME": "x"}
+    result = subprocess.run(
+        ["bash", str(job.script_path)], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == code
+    assert "training" in result.stdout  # tee: the scheduler's output file gets it too
+    assert (tmp_path / ".mantik" / "job.log").read_text() == "training\n"
+    assert (tmp_path / ".mantik" / "exit-code").read_text().strip() == str(code)
+    calls = _Recorder.calls
+    assert all(auth == "Bearer the-job-token" for _, _, auth, _ in calls)
+    updates = [json.loads(b) for m, p, _, b in calls if p.endswith("runs/update")]
+    assert [u["status"] for u in updates] == ["RUNNING", status]
+    assert "end_time" in updates[-1]
+    assert ("PUT", "/artifacts/mantik/job.log") in [(m, p) for m, p, _, _ in calls]
+
+
+def test_wrapper_records_killed_on_sigterm(tmp_path: Path, recorder: Any) -> None:
+    url = f"http://127.0.0.1:{recorder.server_port}"
+    job = spec(
+        {}, workdir=tmp_path, command="echo started; sleep 60", tracking_uri=url, artifact_url=None
+    )
+    Driver.write_job(_NoDriver(), job, "t")
+    (tmp_path / "project").mkdir()
+    process = subprocess.Popen(["bash", str(job.script_path)], stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    assert process.stdout.readline() == "started\n"
+    process.terminate()
+    assert process.wait(timeout=30) == 143
+    updates = [json.loads(b) for _, p, _, b in _Recorder.calls if p.endswith("runs/update")]
+    assert updates[-1]["status"] == "KILLED"
+
+
+class _NoDriver(Driver):
+    def __init__(self) -> None:
+        pass
+
+    def submit(self, spec: JobSpec) -> str:  # pragma: no cover
+        raise NotImplementedError
+
+    def poll(self, jobs: Any) -> Any:  # pragma: no cover
+        raise NotImplementedError
+
+    def cancel(self, job: Any) -> None:  # pragma: no cover
+        raise NotImplementedError
