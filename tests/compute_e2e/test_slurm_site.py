@@ -77,9 +77,7 @@ def test_cancel_kills_within_seconds(make_project: Callable[..., Path], experime
     assert mlflow.get_run(submitted.run_id).info.status == "KILLED"
 
 
-def test_runtime_limit_shows_as_timeout(
-    make_project: Callable[..., Path], experiment: str
-) -> None:
+def test_runtime_limit_shows_as_timeout(make_project: Callable[..., Path], experiment: str) -> None:
     config = {"ComputeSite": "slurm", "Resources": {"Runtime": "1m", "Queue": "debug"}}
     project = make_project("sleep 600", config)
     client = mantik.ComputeBackendClient.from_env()

@@ -142,6 +142,11 @@ class ComputeBackendClient:
     def close(self) -> None:
         self._http.close()
 
+    def __del__(self) -> None:  # the guide's usage never closes the client
+        http = getattr(self, "_http", None)
+        if http is not None:
+            http.close()
+
     def __enter__(self) -> ComputeBackendClient:
         return self
 

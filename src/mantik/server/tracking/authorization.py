@@ -23,6 +23,7 @@ from mantik.server.tracking import job_scope
 
 SESSION_COOKIE = "mantik_session"
 _MAX_CACHE = 10_000
+_JOB_TOKEN_RECHECK = 5.0
 
 
 class AuthGate:
@@ -59,10 +60,12 @@ class AuthGate:
             principal = self._tokens.verify(token)
             if self._is_revoked(principal.token_id):
                 raise InvalidToken("Token has been revoked")
+            # Job tokens are revoked when their job ends: look again sooner.
+            ttl = min(self._ttl, _JOB_TOKEN_RECHECK) if principal.kind == "job" else self._ttl
             with self._lock:
                 if len(self._verified) >= _MAX_CACHE:
                     self._verified.clear()
-                self._verified[token] = (principal, now + self._ttl)
+                self._verified[token] = (principal, now + ttl)
         if not self._active_user(principal.username, now):
             raise InvalidToken("Token is invalid: the account is disabled or unknown")
         if principal.username not in self._known_mlflow_users:
