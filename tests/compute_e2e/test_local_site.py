@@ -112,7 +112,7 @@ def test_no_secret_reaches_the_job(
     monkeypatch: pytest.MonkeyPatch,
     make_project: Callable[..., Path],
 ) -> None:
-    username, password = sign_in(monkeypatch, sqlite_platform)
+    _, password = sign_in(monkeypatch, sqlite_platform)
     monkeypatch.setenv("MANTIK_UNICORE_PASSWORD", "unicore-Secret-9")
     experiment = mlflow.create_experiment("secrets")
     project = make_project("env; cat /proc/self/cmdline", {"ComputeSite": "local"})
