@@ -49,7 +49,7 @@ test-fast: install
 	$(BIN)/pytest -q -m "not slurm and not browser"
 
 demo: install
-	bash scripts/demo.sh
+	$(BIN)/python scripts/demo.py
 
 bench: install services-up
 	$(BIN)/python -m bench
