@@ -157,7 +157,12 @@ class ComputeBackendClient:
 
     def _headers(self) -> dict[str, str]:
         tokens = _tokens.obtain(self.platform_url, self.username, self._password)
-        return {"Authorization": f"Bearer {tokens.access_token}"}
+        headers = {"Authorization": f"Bearer {tokens.access_token}"}
+        if self.unicore_username and self._unicore_password:
+            # Lets the platform ask UNICORE about the job; never stored there.
+            headers["X-Unicore-User"] = self.unicore_username
+            headers["X-Unicore-Password"] = self._unicore_password
+        return headers
 
     def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         url = f"{self.compute_backend_url}{path}"

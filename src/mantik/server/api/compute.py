@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from mantik.server.api.deps import CurrentUser
+from mantik.server.compute.drivers import SiteCredentials
 from mantik.server.compute.errors import ComputeError
 from mantik.server.compute.service import ComputeService, Submission
 from mantik.server.models import ComputeJob
@@ -59,6 +60,17 @@ class RunView(BaseModel):
             submitted_at=job.submitted_at.isoformat(),
             finished_at=job.finished_at.isoformat() if job.finished_at else None,
         )
+
+
+def _credentials(user: str | None, password: str | None) -> SiteCredentials | None:
+    return SiteCredentials(user, password) if user and password else None
+
+
+def _header_credentials(request: Request) -> SiteCredentials | None:
+    """UNICORE credentials a client may send with status, logs and cancel requests."""
+    return _credentials(
+        request.headers.get("x-unicore-user"), request.headers.get("x-unicore-password")
+    )
 
 
 def _service(request: Request) -> ComputeService:
@@ -128,6 +140,7 @@ async def submit(
             backend_config=inline,
             run_name=run_name,
             project=unicore_project,
+            credentials=_credentials(unicore_user, unicore_password),
         )
         done = await run_in_threadpool(service.submit, user.username, submission)
     return SubmitResponse(
@@ -152,14 +165,16 @@ def list_runs(
 
 @router.get("/runs/{run_id}", response_model=RunView)
 def get_run(request: Request, user: CurrentUser, run_id: str) -> RunView:
-    return RunView.of(_service(request).job(user.username, run_id))
+    service = _service(request)
+    return RunView.of(service.status(user.username, run_id, _header_credentials(request)))
 
 
 @router.get("/runs/{run_id}/logs", response_class=PlainTextResponse)
 def get_logs(request: Request, user: CurrentUser, run_id: str) -> str:
-    return _service(request).logs(user.username, run_id)
+    return _service(request).logs(user.username, run_id, _header_credentials(request))
 
 
 @router.post("/runs/{run_id}/cancel", response_model=RunView)
 def cancel_run(request: Request, user: CurrentUser, run_id: str) -> RunView:
-    return RunView.of(_service(request).cancel(user.username, run_id))
+    service = _service(request)
+    return RunView.of(service.cancel(user.username, run_id, _header_credentials(request)))

@@ -23,6 +23,11 @@ from mantik.server.models import ComputeJob, utcnow
 
 log = logging.getLogger("mantik.poller")
 _TERMINAL_RUN_STATUSES = ("FINISHED", "FAILED", "KILLED")
+_FROM_RUN_STATUS = {
+    "FINISHED": JobState.COMPLETED,
+    "FAILED": JobState.FAILED,
+    "KILLED": JobState.CANCELLED,
+}
 # A job the scheduler no longer lists is only called LOST after this long (the wrapper
 # may still be writing its exit code).
 _LOST_GRACE = timedelta(seconds=30)
@@ -55,9 +60,25 @@ class Poller:
             finally:
                 self.queries += 1
             for job in jobs:
-                seen = observed.get(str(job.job_id))
+                seen = observed.get(str(job.job_id)) or self.self_reported(job)
                 if seen is not None:
                     self.apply(job, seen)
+
+    def self_reported(self, job: ComputeJob) -> Observation | None:
+        """For sites we cannot ask without the user's credentials: what the job told MLflow."""
+        run = self.service.runs.client.get_run(job.run_id)
+        if run.info.status in _FROM_RUN_STATUS:
+            code = run.data.tags.get("mantik.exit_code")
+            return Observation(
+                _FROM_RUN_STATUS[run.info.status],
+                "reported by the job",
+                int(code) if code and code.lstrip("-").isdigit() else None,
+            )
+        if job.token_expires_at < utcnow():
+            return Observation(JobState.LOST, "the job never reported an end; its token expired")
+        if run.info.status == "RUNNING" and job.state == JobState.SUBMITTED:
+            return Observation(JobState.RUNNING)
+        return None
 
     def apply(self, job: ComputeJob, seen: Observation) -> None:
         if seen.state is JobState.LOST and utcnow() - job.submitted_at < _LOST_GRACE:
@@ -106,8 +127,10 @@ class Poller:
 def start_background(service: ComputeService, lock_path: Path, interval: float) -> None:
     """Run the poller in a daemon thread of whichever worker holds ``lock_path``."""
 
+    poller = Poller(service)
+    service.on_observation = poller.apply  # status requests with credentials, any worker
+
     def loop() -> None:
-        poller = Poller(service)
         lock_path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
         stop = threading.Event()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,12 +17,18 @@ from mantik._exceptions import ConfigurationError
 from mantik.compute.archive import UnsafeArchive, safe_extract
 from mantik.compute.config import BackendConfig, load_backend_config, validate_backend_config
 from mantik.compute.project import load_project
-from mantik.server.compute.drivers import Driver, DriverError, TrackedJob, make_driver
+from mantik.server.compute.drivers import (
+    Driver,
+    DriverError,
+    SiteCredentials,
+    TrackedJob,
+    make_driver,
+)
 from mantik.server.compute.errors import ComputeError
 from mantik.server.compute.runs import RunStore
 from mantik.server.compute.sites import SiteConfig, configured_sites, work_root
 from mantik.server.compute.spec import JobSpec
-from mantik.server.compute.states import JobState
+from mantik.server.compute.states import JobState, Observation
 from mantik.server.config import ServerSettings
 from mantik.server.db import Database
 from mantik.server.identity.service import IdentityService
@@ -43,6 +49,7 @@ class Submission:
     backend_config: Mapping[str, Any] | None = None
     run_name: str | None = None
     project: str | None = None  # accounting project (MANTIK_UNICORE_PROJECT)
+    credentials: SiteCredentials | None = None  # used for this request only
 
 
 @dataclass(frozen=True)
@@ -75,6 +82,8 @@ class ComputeService:
         self.runs = RunStore(settings)
         self.sites = configured_sites(settings)
         self._drivers: dict[str, Driver] = {}
+        # Set by the poller: how a fresh observation is applied (status, tags, token).
+        self.on_observation: Callable[[ComputeJob, Observation], None] | None = None
 
     def driver(self, site: str) -> Driver:
         if site not in self._drivers:
@@ -110,8 +119,10 @@ class ComputeService:
                 )
             return site
         if config.unicore_api_url:
+            # Exact match only: no request ever leaves for a URL the admin did not list.
+            wanted = config.unicore_api_url.rstrip("/")
             for site in self.sites.values():
-                if site.driver == "unicore" and site.url == config.unicore_api_url.rstrip("/"):
+                if site.driver == "unicore" and site.url and site.url.rstrip("/") == wanted:
                     return site
             allowed = [s.url for s in self.sites.values() if s.driver == "unicore"]
             raise ComputeError(
@@ -234,6 +245,9 @@ class ComputeService:
             username, "job", ttl, run_id=run_id, experiment_id=submission.experiment_id
         )
         tracking_uri = site.tracking_uri or self.settings.job_tracking_uri or self.settings.base_url
+        remote = site.driver == "unicore"
+        if image and not config.remote_image and not remote:
+            image = str(workdir / "project" / image)
         spec = JobSpec(
             run_id=run_id,
             experiment_id=submission.experiment_id,
@@ -243,17 +257,18 @@ class ComputeService:
             tracking_uri=tracking_uri,
             artifact_url=RunStore.proxied_artifact_url(run, tracking_uri),
             config=config,
-            image=str(workdir / "project" / image) if image and not config.remote_image else image,
+            image=image,
             project=submission.project,
+            site_chooses_workdir=remote,
         )
         driver.write_job(spec, token)
         (spec.mantik_dir / "backend-config.json").write_text(json.dumps(config.to_wire(), indent=2))
         self.runs.log_artifact(run_id, spec.mantik_dir / "backend-config.json", "mantik")
         self.runs.log_artifact(run_id, spec.script_path, "mantik")
         try:
-            job_id = driver.submit(spec)
+            job_id = driver.submit(spec, submission.credentials)
         except DriverError as exc:
-            raise ComputeError(400 if exc.user_error else 502, str(exc)) from exc
+            raise ComputeError(exc.status, str(exc)) from exc
         self.runs.set_tags(run_id, {"mantik.job_id": job_id})
         claims = self.tokens.verify(token)
         with self.db.session() as session:
@@ -275,20 +290,43 @@ class ComputeService:
 
     # --- after submission ----------------------------------------------------------------
 
-    def cancel(self, username: str, run_id: str) -> ComputeJob:
+    def status(
+        self, username: str, run_id: str, credentials: SiteCredentials | None = None
+    ) -> ComputeJob:
+        """The job's state; with credentials, fresh from sites that need them to answer."""
+        job = self.job(username, run_id)
+        if credentials is not None and job.job_id and not JobState(job.state).terminal:
+            try:
+                seen = self.driver(job.site).observe(
+                    TrackedJob(job.job_id, Path(job.workdir)), credentials
+                )
+            except DriverError as exc:
+                raise ComputeError(exc.status, str(exc)) from exc
+            if seen is not None and self.on_observation is not None:
+                self.on_observation(job, seen)
+                job = self.job(username, run_id)
+        return job
+
+    def cancel(
+        self, username: str, run_id: str, credentials: SiteCredentials | None = None
+    ) -> ComputeJob:
         job = self.job(username, run_id, "update")
         if not JobState(job.state).terminal and job.job_id:
             try:
-                self.driver(job.site).cancel(TrackedJob(job.job_id, Path(job.workdir)))
+                self.driver(job.site).cancel(TrackedJob(job.job_id, Path(job.workdir)), credentials)
             except DriverError as exc:
-                raise ComputeError(502, str(exc)) from exc
+                raise ComputeError(exc.status, str(exc)) from exc
         return job
 
-    def logs(self, username: str, run_id: str) -> str:
+    def logs(self, username: str, run_id: str, credentials: SiteCredentials | None = None) -> str:
         job = self.job(username, run_id)
         if not job.job_id:
             return ""
-        return self.driver(job.site).read_log(TrackedJob(job.job_id, Path(job.workdir)))
+        tracked = TrackedJob(job.job_id, Path(job.workdir))
+        try:
+            return self.driver(job.site).read_log(tracked, credentials)
+        except DriverError as exc:
+            raise ComputeError(exc.status, str(exc)) from exc
 
     def list_jobs(
         self, username: str, experiment_id: str | None = None, state: str | None = None

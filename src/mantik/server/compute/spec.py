@@ -21,6 +21,8 @@ class JobSpec:
     image: str | None = None  # image path on the site (None: no container)
     project: str | None = None  # accounting project (SLURM --account, UNICORE Project)
     extra_env: dict[str, str] = field(default_factory=dict)
+    # True where the site creates the job folder (UNICORE): paths are relative to it.
+    site_chooses_workdir: bool = False
 
     @property
     def mantik_dir(self) -> Path:

@@ -80,14 +80,19 @@ def run_line(spec: JobSpec) -> str:
     return f"bash -c {command}"
 
 
-def render_wrapper(spec: JobSpec, header: Sequence[str] = ()) -> str:
-    """The complete job script; ``header`` holds scheduler directives (e.g. ``#SBATCH``)."""
+def render_wrapper(spec: JobSpec, header: Sequence[str] = (), prologue: Sequence[str] = ()) -> str:
+    """The complete job script; ``header`` holds scheduler directives (e.g. ``#SBATCH``),
+    ``prologue`` commands that prepare the job folder (e.g. unpacking uploads)."""
     config = spec.config
     lines = ["#!/bin/bash", *header]
     lines += [
         f"# mantik job wrapper: run {spec.run_id} of experiment {spec.experiment_id}",
         "set -u",
-        _export("MANTIK_DIR", str(spec.mantik_dir)),
+        *prologue,
+        # Sites that choose the job folder themselves (UNICORE) start the script inside it.
+        'export MANTIK_DIR="$PWD/.mantik"'
+        if spec.site_chooses_workdir
+        else _export("MANTIK_DIR", str(spec.mantik_dir)),
         'MANTIK_LOG="$MANTIK_DIR/job.log"',
         _export(
             "MANTIK_LOG_URL", f"{spec.artifact_url}/mantik/job.log" if spec.artifact_url else ""

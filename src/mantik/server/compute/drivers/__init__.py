@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mantik.server.compute.drivers.base import Driver, DriverError, TrackedJob
+from mantik.server.compute.drivers.base import Driver, DriverError, SiteCredentials, TrackedJob
 from mantik.server.compute.sites import SiteConfig
 
 
@@ -15,7 +15,11 @@ def make_driver(site: SiteConfig) -> Driver:
         from mantik.server.compute.drivers.slurm import SlurmDriver
 
         return SlurmDriver(site)
+    if site.driver == "unicore":
+        from mantik.server.compute.drivers.unicore import UnicoreDriver
+
+        return UnicoreDriver(site)
     raise DriverError(f"Site {site.name!r}: the {site.driver} driver is not available yet.")
 
 
-__all__ = ["Driver", "DriverError", "TrackedJob", "make_driver"]
+__all__ = ["Driver", "DriverError", "SiteCredentials", "TrackedJob", "make_driver"]

@@ -7,7 +7,7 @@ import os
 import sys
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from mantik.server.compute.sites import SiteConfig
@@ -18,11 +18,24 @@ from mantik.server.identity.keys import write_secret_file
 
 
 class DriverError(Exception):
-    """The site refused or failed; the message is for the user. ``user_error`` → 4xx."""
+    """The site refused or failed; the message is for the user.
 
-    def __init__(self, message: str, *, user_error: bool = False) -> None:
+    ``status``: the HTTP status the user gets (400 for a request the site cannot run, 401
+    for credentials it refused, 502 when the site itself failed).
+    """
+
+    def __init__(self, message: str, *, user_error: bool = False, status: int | None = None):
         super().__init__(message)
-        self.user_error = user_error
+        self.status = status or (400 if user_error else 502)
+        self.user_error = self.status < 500
+
+
+@dataclass(frozen=True)
+class SiteCredentials:
+    """A user's credentials for a site, held for one request only (never stored)."""
+
+    username: str
+    password: str = field(repr=False)
 
 
 # The only variables a job inherits from the platform process: its environment holds
@@ -53,9 +66,13 @@ class Driver(ABC):
         """Lines after the shebang (scheduler directives or comments)."""
         return []
 
+    def prologue(self, spec: JobSpec) -> list[str]:
+        """Commands that prepare the job folder on the node before the wrapper runs."""
+        return []
+
     def write_job(self, spec: JobSpec, job_token: str) -> str:
         """Write the wrapper (0700) and the token (0600) into the job folder; return the script."""
-        script = render_wrapper(spec, self.header(spec))
+        script = render_wrapper(spec, self.header(spec), self.prologue(spec))
         spec.mantik_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         write_secret_file(spec.mantik_dir / TOKEN_FILE, job_token.encode())
         spec.script_path.write_text(script)
@@ -63,18 +80,23 @@ class Driver(ABC):
         return script
 
     @abstractmethod
-    def submit(self, spec: JobSpec) -> str:
+    def submit(self, spec: JobSpec, credentials: SiteCredentials | None = None) -> str:
         """Hand the written job to the site; return its job id."""
 
     @abstractmethod
     def poll(self, jobs: Sequence[TrackedJob]) -> dict[str, Observation]:
-        """Observe all ``jobs`` with one scheduler query; omit none."""
+        """Observe ``jobs`` with one scheduler query. Jobs the driver cannot observe without
+        the user's credentials are left out (the poller then relies on the job's report)."""
 
     @abstractmethod
-    def cancel(self, job: TrackedJob) -> None:
+    def cancel(self, job: TrackedJob, credentials: SiteCredentials | None = None) -> None:
         """Ask the site to stop the job (idempotent)."""
 
-    def read_log(self, job: TrackedJob) -> str:
+    def observe(self, job: TrackedJob, credentials: SiteCredentials | None) -> Observation | None:
+        """The state of one job, e.g. when a user asks with credentials in hand."""
+        return self.poll([job]).get(job.job_id)
+
+    def read_log(self, job: TrackedJob, credentials: SiteCredentials | None = None) -> str:
         path = job.workdir / ".mantik" / "job.log"
         try:
             return path.read_text(errors="replace")

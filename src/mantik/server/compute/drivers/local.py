@@ -8,7 +8,13 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
-from mantik.server.compute.drivers.base import Driver, DriverError, TrackedJob, job_environment
+from mantik.server.compute.drivers.base import (
+    Driver,
+    DriverError,
+    SiteCredentials,
+    TrackedJob,
+    job_environment,
+)
 from mantik.server.compute.spec import JobSpec
 from mantik.server.compute.states import JobState, Observation
 
@@ -27,7 +33,7 @@ def _running_script(pid: int) -> Path | None:
 
 
 class LocalDriver(Driver):
-    def submit(self, spec: JobSpec) -> str:
+    def submit(self, spec: JobSpec, credentials: SiteCredentials | None = None) -> str:
         # Detach (setsid, background, parent exits): the job survives platform restarts and
         # is reaped by init, whichever worker started it.
         result = subprocess.run(
@@ -59,7 +65,7 @@ class LocalDriver(Driver):
                 observed[job.job_id] = self.finished(job.workdir)
         return observed
 
-    def cancel(self, job: TrackedJob) -> None:
+    def cancel(self, job: TrackedJob, credentials: SiteCredentials | None = None) -> None:
         pid = int(job.job_id)
         script = _running_script(pid)
         if script is not None and script.parent.parent == job.workdir:

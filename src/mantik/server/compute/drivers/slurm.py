@@ -11,7 +11,13 @@ import subprocess
 from collections.abc import Sequence
 
 from mantik.compute.config import slurm_memory, slurm_time
-from mantik.server.compute.drivers.base import Driver, DriverError, TrackedJob, job_environment
+from mantik.server.compute.drivers.base import (
+    Driver,
+    DriverError,
+    SiteCredentials,
+    TrackedJob,
+    job_environment,
+)
 from mantik.server.compute.sites import SiteConfig
 from mantik.server.compute.spec import JobSpec
 from mantik.server.compute.states import JobState, Observation
@@ -108,7 +114,7 @@ class SlurmDriver(Driver):
         args = " ".join(shlex.quote(a) for a in sbatch_arguments(spec, self.site))
         return [f"# submitted with: sbatch {args}"]
 
-    def submit(self, spec: JobSpec) -> str:
+    def submit(self, spec: JobSpec, credentials: SiteCredentials | None = None) -> str:
         result = self._run(["sbatch", *sbatch_arguments(spec, self.site), str(spec.script_path)])
         if result.returncode != 0:
             message = result.stderr.strip().removeprefix("sbatch: error: ")
@@ -146,7 +152,7 @@ class SlurmDriver(Driver):
             observed[job.job_id] = Observation(state, why, code)
         return observed
 
-    def cancel(self, job: TrackedJob) -> None:
+    def cancel(self, job: TrackedJob, credentials: SiteCredentials | None = None) -> None:
         result = self._run(["scancel", job.job_id])
         if result.returncode != 0 and "already completing or completed" not in result.stderr:
             raise DriverError(f"scancel failed: {result.stderr.strip()}")

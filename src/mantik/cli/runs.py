@@ -1,0 +1,313 @@
+"""``mantik runs``: submit MLflow projects to a compute site, follow, cancel and list them."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from typer.core import TyperGroup
+
+from mantik.cli._output import err, fail, out
+from mantik.server.compute.states import JobState  # stdlib only: no server dependency
+
+if TYPE_CHECKING:
+    from mantik.client._compute import ComputeBackendClient, RunInfo, SubmittedRun
+
+EXIT_CODES = """Exit codes: 0 success (with --wait: the run FINISHED); 1 usage, configuration
+or platform error; 2 the run FAILED; 3 the run was KILLED; 4 --timeout passed first."""
+_EXIT = {"FINISHED": 0, "FAILED": 2, "KILLED": 3}
+_TIMEOUT = 4
+
+
+class _Group(TyperGroup):
+    """Usage errors exit 1 here, not 2 as in click: scripts read 2 as "the run FAILED"."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        with _usage_errors_exit_1():
+            return super().parse_args(ctx, args)
+
+    def invoke(self, ctx: Any) -> Any:
+        with _usage_errors_exit_1():
+            return super().invoke(ctx)
+
+
+@contextmanager
+def _usage_errors_exit_1() -> Iterator[None]:
+    try:
+        yield
+    except typer.TyperException as exc:  # click's errors, as vendored by typer
+        exc.exit_code = 1
+        raise
+
+
+app = typer.Typer(
+    cls=_Group,
+    help=f"Submit MLflow projects to compute sites and follow their runs.\n\n{EXIT_CODES}",
+    no_args_is_help=True,
+)
+
+
+RunId = Annotated[str, typer.Argument(help="The MLflow run id.", show_default=False)]
+Json = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+Interval = Annotated[float, typer.Option(min=0.1, help="Seconds between status checks.")]
+Timeout = Annotated[
+    float | None, typer.Option(min=0, help="Give up waiting after this many seconds (exit 4).")
+]
+
+
+# --- commands ------------------------------------------------------------------------------
+
+
+@app.command(epilog=EXIT_CODES)
+def submit(
+    path: Annotated[
+        Path,
+        typer.Argument(help="The MLproject directory.", exists=True, file_okay=False),
+    ],
+    backend_config: Annotated[
+        Path,
+        typer.Option(
+            "--backend-config",
+            help="Backend config file inside the project (relative to it or to here).",
+        ),
+    ],
+    experiment_id: Annotated[str | None, typer.Option(help="Experiment to track in.")] = None,
+    experiment_name: Annotated[
+        str | None, typer.Option(help="Experiment to track in, by name (created if missing).")
+    ] = None,
+    parameter: Annotated[
+        list[str] | None,
+        typer.Option("--param", "-P", help="Entry point parameter name=value (repeatable)."),
+    ] = None,
+    entry_point: Annotated[str, typer.Option(help="MLproject entry point.")] = "main",
+    run_name: Annotated[str | None, typer.Option(help="Name of the MLflow run.")] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait until the run ends.")] = False,
+    follow: Annotated[
+        bool, typer.Option("--follow", help="Stream the run's output until it ends.")
+    ] = False,
+    timeout: Timeout = None,
+    interval: Interval = 2.0,
+    as_json: Json = False,
+) -> None:
+    """Upload an MLflow project and start it as a tracked run."""
+    parameters = _parameters(parameter or [])
+    experiment = _experiment(experiment_id, experiment_name)
+    client = _client()
+    with _upload_progress(show=not as_json and err.is_terminal) as progress:
+        submitted = client.submit_run(
+            experiment,
+            parameters,
+            path,
+            _relative_config(path, backend_config),
+            entry_point=entry_point,
+            run_name=run_name,
+            progress=progress,
+        )
+    if not (wait or follow):
+        _emit(asdict(submitted), as_json, lambda: _submitted_line(submitted))
+        return
+    if not as_json:
+        err.print(_submitted_line(submitted))
+    if follow:
+        _stream(client, submitted.run_id, interval, to_stderr=as_json)
+    _finish(_await(client, submitted.run_id, timeout, interval), as_json)
+
+
+@app.command()
+def status(run_id: RunId, as_json: Json = False) -> None:
+    """Show the state of a run."""
+    info = _client().get_status(run_id)
+    _emit(asdict(info), as_json, lambda: _run_table(info))
+
+
+@app.command()
+def logs(
+    run_id: RunId,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new output until the run ends.")
+    ] = False,
+    interval: Interval = 2.0,
+) -> None:
+    """Print the output of a run's job."""
+    client = _client()
+    if follow:
+        _stream(client, run_id, interval, to_stderr=False)
+    else:
+        _write(sys.stdout, client.get_logs(run_id))
+
+
+@app.command()
+def cancel(run_id: RunId, as_json: Json = False) -> None:
+    """Cancel a run's job (the run ends KILLED)."""
+    info = _client().cancel(run_id)
+    _emit(asdict(info), as_json, lambda: f"Cancelling run {info.run_id} (job {info.job_id}).")
+
+
+@app.command("list")
+def list_runs(
+    experiment_id: Annotated[str | None, typer.Option(help="Only runs of this experiment.")] = None,
+    state: Annotated[
+        JobState | None, typer.Option(case_sensitive=False, help="Only jobs in this state.")
+    ] = None,
+    as_json: Json = False,
+) -> None:
+    """List your submitted runs, newest first."""
+    runs = _client().list_runs(experiment_id, state.value if state else None)
+    _emit([asdict(r) for r in runs], as_json, lambda: _runs_table(runs))
+
+
+@app.command(epilog=EXIT_CODES)
+def wait(
+    run_id: RunId, timeout: Timeout = None, interval: Interval = 2.0, as_json: Json = False
+) -> None:
+    """Wait until a run ends; the exit code tells how it ended."""
+    client = _client()
+    _finish(_await(client, run_id, timeout, interval), as_json)
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+def _client() -> ComputeBackendClient:
+    from mantik.client._compute import ComputeBackendClient
+
+    return ComputeBackendClient.from_env()
+
+
+def _parameters(pairs: list[str]) -> dict[str, str]:
+    parameters: dict[str, str] = {}
+    for pair in pairs:
+        name, equals, value = pair.partition("=")
+        if not equals or not name.strip():
+            fail(f"Parameter {pair!r} is not name=value; write it as -P name=value.")
+        parameters[name.strip()] = value
+    return parameters
+
+
+def _experiment(experiment_id: str | None, name: str | None) -> str:
+    if experiment_id is not None and name is None:
+        return experiment_id
+    if name is None or experiment_id is not None:
+        fail("Give exactly one of --experiment-id and --experiment-name.")
+    import mantik
+
+    mantik.init_tracking()
+    from mlflow import MlflowClient
+
+    tracking = MlflowClient()
+    found = tracking.get_experiment_by_name(name)
+    return str(found.experiment_id if found else tracking.create_experiment(name))
+
+
+def _relative_config(project: Path, config: Path) -> Path:
+    """The config path relative to the project, whether given so or relative to here."""
+    if config.is_absolute() or (not (project / config).exists() and config.exists()):
+        try:
+            return config.resolve().relative_to(project.resolve())
+        except ValueError:
+            fail(
+                f"Backend config {str(config)!r} is outside the project {str(project)!r}; "
+                "move it into the project directory (it is uploaded with it)."
+            )
+    return config  # relative to the project; the client names it if it does not exist
+
+
+@contextmanager
+def _upload_progress(show: bool) -> Iterator[Callable[[int, int], None] | None]:
+    if not show:
+        yield None
+        return
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    columns = (BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
+    with Progress(TextColumn("Uploading"), *columns, console=err) as bar:
+        task = bar.add_task("upload", total=None)
+        yield lambda sent, total: bar.update(task, completed=sent, total=total)
+
+
+def _await(
+    client: ComputeBackendClient, run_id: str, timeout: float | None, interval: float
+) -> RunInfo:
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while not (info := client.get_status(run_id)).done:
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left <= 0:
+            fail(f"Run {run_id} is still {info.state} after {timeout:g} s.", code=_TIMEOUT)
+        time.sleep(interval if left is None else min(interval, left))
+    return info
+
+
+def _stream(client: ComputeBackendClient, run_id: str, interval: float, *, to_stderr: bool) -> None:
+    sink = sys.stderr if to_stderr else sys.stdout
+    for chunk in client.follow_logs(run_id, interval=interval):
+        _write(sink, chunk)
+
+
+def _finish(info: RunInfo, as_json: bool) -> None:
+    _emit(asdict(info), as_json, lambda: _run_table(info))
+    code = _EXIT.get(info.run_status, 1)
+    if code and not as_json:
+        err.print(f"Run {info.run_id} {info.run_status}; see `mantik runs logs {info.run_id}`.")
+    raise typer.Exit(code)
+
+
+# --- printing ------------------------------------------------------------------------------
+
+
+def _write(sink: Any, text: str) -> None:
+    sink.write(text)
+    sink.flush()
+
+
+def _emit(data: object, as_json: bool, human: Callable[[], object]) -> None:
+    """``data`` as JSON for scripts, else what ``human()`` renders."""
+    if as_json:
+        _write(sys.stdout, json.dumps(data, indent=2) + "\n")
+    else:
+        out.print(human())
+
+
+def _submitted_line(submitted: SubmittedRun) -> str:
+    return (
+        f"Submitted run {submitted.run_id} to experiment {submitted.experiment_id} "
+        f"(job {submitted.job_id} on site {submitted.site})."
+    )
+
+
+def _run_table(info: RunInfo) -> Any:
+    from rich.table import Table
+
+    table = Table(show_header=False, box=None, padding=(0, 2, 0, 0))
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column(overflow="fold")
+    for key, value in asdict(info).items():
+        table.add_row(key, "" if value is None else str(value))
+    return table
+
+
+def _runs_table(runs: list[RunInfo]) -> Any:
+    from rich.table import Table
+
+    if not runs:
+        return "No runs."
+    table = Table("Run", "Experiment", "Site", "Job", "State", "Status", "Entry point", "Submitted")
+    table.columns[0].no_wrap = True
+    for r in runs:
+        submitted = r.submitted_at[:19].replace("T", " ")
+        row = (r.experiment_id, r.site, r.job_id or "", r.state, r.run_status, r.entry_point)
+        table.add_row(r.run_id, *row, submitted)
+    return table

@@ -1,0 +1,212 @@
+"""The ``unicore`` site: UNICORE/X REST through pyunicore (the official client).
+
+The user's UNICORE credentials arrive with each request and live only as long as it does.
+Without them the platform cannot ask UNICORE about a job, so the job wrapper reports its
+own RUNNING and final states with the job token; when the user asks for status, logs or a
+cancel, the client sends the credentials again and the platform asks UNICORE directly; a job
+that never reports is marked LOST once its token (Runtime + queue allowance) has expired.
+"""
+
+from __future__ import annotations
+
+import re
+import ssl
+from collections.abc import Sequence
+from typing import Any
+
+import httpx
+from pyunicore import client as unicore
+from pyunicore.credentials import UsernamePassword
+
+from mantik.compute.archive import write_project_zip
+from mantik.compute.config import unicore_memory, unicore_runtime
+from mantik.server.compute.drivers.base import (
+    Driver,
+    DriverError,
+    SiteCredentials,
+    TrackedJob,
+)
+from mantik.server.compute.spec import JobSpec
+from mantik.server.compute.states import JobState, Observation
+from mantik.server.compute.wrapper import TOKEN_FILE
+
+SCRIPT = "mantik-job.sh"
+ARCHIVE = "project.zip"
+_STATES = {
+    "READY": JobState.PENDING,
+    "STAGINGIN": JobState.PENDING,
+    "QUEUED": JobState.PENDING,
+    "RUNNING": JobState.RUNNING,
+    "STAGINGOUT": JobState.RUNNING,
+    "SUCCESSFUL": JobState.COMPLETED,
+    "FAILED": JobState.FAILED,
+}
+# Unpack the uploads into the layout the wrapper expects (.mantik/ and project/).
+PROLOGUE = (
+    f"mkdir -p .mantik project && mv -f {TOKEN_FILE} .mantik/ && chmod 600 .mantik/{TOKEN_FILE}",
+    f"(cd project && (python3 -m zipfile -e ../{ARCHIVE} . 2>/dev/null || unzip -qo ../{ARCHIVE}))"
+    f" && rm -f {ARCHIVE}",
+)
+
+
+def job_name(spec: JobSpec) -> str:
+    # UNICORE replaces names with other characters than letters and digits ("UNICORE_job").
+    return "mantik" + re.sub(r"[^A-Za-z0-9]", "", spec.run_id)[:12]
+
+
+def job_description(spec: JobSpec) -> dict[str, Any]:
+    """The UNICORE job description for ``spec`` (golden-tested)."""
+    r = spec.config.resources
+    resources: dict[str, str] = {}
+    if r.runtime is not None:
+        resources["Runtime"] = unicore_runtime(r.runtime)
+    if r.queue:
+        resources["Queue"] = r.queue
+    if r.nodes is not None:
+        resources["Nodes"] = str(r.nodes)
+    if r.cpus is not None:
+        resources["TotalCPUs"] = str(r.cpus)  # "CPUs" is not a UNICORE built-in
+    if r.cpus_per_node is not None:
+        resources["CPUsPerNode"] = str(r.cpus_per_node)
+    if r.gpus_per_node is not None:
+        resources["GPUsPerNode"] = str(r.gpus_per_node)
+    if r.memory is not None:
+        resources["Memory"] = unicore_memory(r.memory)  # "12GiB" would fail the job
+    if r.reservation:
+        resources["Reservation"] = r.reservation
+    if r.node_constraints:
+        resources["NodeConstraints"] = r.node_constraints
+    if r.qos:
+        resources["QoS"] = r.qos
+    description: dict[str, Any] = {
+        "Name": job_name(spec),
+        "Executable": "/bin/bash",
+        "Arguments": [SCRIPT],
+        "Environment": dict(spec.config.environment),
+        "Stdout": "stdout",
+        "Stderr": "stderr",
+        "Tags": ["mantik", spec.run_id],
+    }
+    if resources:
+        description["Resources"] = resources
+    if spec.project:
+        description["Project"] = spec.project
+    return description
+
+
+def _translate(exc: Exception, site: str) -> DriverError:
+    """pyunicore raises bare httpx errors whose text starts with the status code."""
+    text = str(exc)
+    if text.startswith(("401", "403")):
+        return DriverError(
+            f"UNICORE at site {site!r} refused the credentials (check MANTIK_UNICORE_USERNAME "
+            "and MANTIK_UNICORE_PASSWORD).",
+            status=401,
+        )
+    if text.startswith("503"):
+        return DriverError(f"UNICORE at site {site!r} does not accept jobs right now.", status=503)
+    if isinstance(exc, httpx.TransportError):
+        return DriverError(f"UNICORE at site {site!r} cannot be reached: {exc}", status=502)
+    return DriverError(f"UNICORE at site {site!r} failed: {text[:500]}", status=502)
+
+
+class UnicoreDriver(Driver):
+    def _verify(self) -> bool | ssl.SSLContext:
+        if not self.site.verify_tls:
+            return False
+        if self.site.ca_bundle is not None:
+            return ssl.create_default_context(cafile=str(self.site.ca_bundle))
+        return True  # pyunicore's own default is False: never inherit it
+
+    def _client(self, credentials: SiteCredentials | None) -> unicore.Client:
+        if credentials is None:
+            raise DriverError(
+                f"Site {self.site.name!r} needs your UNICORE credentials for this "
+                "(MANTIK_UNICORE_USERNAME, MANTIK_UNICORE_PASSWORD).",
+                status=400,
+            )
+        credential = UsernamePassword(credentials.username, credentials.password)
+        # No security sessions: a session expiring (432) mid-upload breaks pyunicore's
+        # streamed PUT; Basic auth on every request is always valid.
+        transport = unicore.Transport(
+            credential, verify=self._verify(), use_security_sessions=False, timeout=120
+        )
+        try:
+            return unicore.Client(transport, str(self.site.url))
+        except Exception as exc:
+            raise _translate(exc, self.site.name) from exc
+
+    def _job(self, job: TrackedJob, credentials: SiteCredentials | None) -> unicore.Job:
+        client = self._client(credentials)
+        return unicore.Job(client.transport, f"{str(self.site.url).rstrip('/')}/jobs/{job.job_id}")
+
+    def prologue(self, spec: JobSpec) -> list[str]:
+        return list(PROLOGUE)
+
+    def submit(self, spec: JobSpec, credentials: SiteCredentials | None = None) -> str:
+        client = self._client(credentials)
+        archive = spec.mantik_dir / ARCHIVE
+        with archive.open("wb") as handle:
+            write_project_zip(spec.project_dir, (), handle)
+        inputs = {
+            SCRIPT: str(spec.script_path),
+            TOKEN_FILE: str(spec.mantik_dir / TOKEN_FILE),
+            ARCHIVE: str(archive),
+        }
+        try:
+            job = client.new_job(job_description(spec), inputs=inputs)
+        except Exception as exc:
+            raise _translate(exc, self.site.name) from exc
+        finally:
+            archive.unlink(missing_ok=True)
+            # The token now lives on the site only.
+            (spec.mantik_dir / TOKEN_FILE).unlink(missing_ok=True)
+        return str(job.resource_url).rstrip("/").rsplit("/", 1)[-1]
+
+    def poll(self, jobs: Sequence[TrackedJob]) -> dict[str, Observation]:
+        return {}  # no stored credentials: the job reports itself
+
+    def observe(self, job: TrackedJob, credentials: SiteCredentials | None) -> Observation | None:
+        if credentials is None:
+            return None
+        try:
+            properties = self._job(job, credentials).properties
+        except DriverError:
+            raise
+        except Exception as exc:
+            raise _translate(exc, self.site.name) from exc
+        status = str(properties.get("status", ""))
+        state = _STATES.get(status)
+        if state is None:  # UNDEFINED or a state this version does not know: keep waiting
+            return None
+        code_text = properties.get("exitCode")
+        code = int(code_text) if code_text not in (None, "") else None
+        message = properties.get("statusMessage") or None
+        if state is JobState.COMPLETED and code not in (None, 0):
+            state = JobState.FAILED
+        if state is JobState.FAILED and code == 143:
+            state = JobState.CANCELLED
+        return Observation(state, message if state.terminal else None, code)
+
+    def cancel(self, job: TrackedJob, credentials: SiteCredentials | None = None) -> None:
+        try:
+            self._job(job, credentials).abort()
+        except DriverError:
+            raise
+        except Exception as exc:
+            raise _translate(exc, self.site.name) from exc
+
+    def read_log(self, job: TrackedJob, credentials: SiteCredentials | None = None) -> str:
+        if credentials is None:
+            return super().read_log(job)  # what the platform kept (uploaded logs)
+        try:
+            storage = self._job(job, credentials).working_dir
+            for name in (".mantik/job.log", "stdout"):
+                try:
+                    data: bytes = storage.stat(name).raw().read()
+                    return data.decode(errors="replace")
+                except Exception:  # noqa: S112 (try the next file)
+                    continue
+        except Exception as exc:
+            raise _translate(exc, self.site.name) from exc
+        return ""
