@@ -184,3 +184,43 @@ class _NoDriver(Driver):
 
     def cancel(self, job: Any) -> None:  # pragma: no cover
         raise NotImplementedError
+
+
+def test_unicore_job_description_for_the_guide_config(golden: Any) -> None:
+    import json as json_module
+
+    from mantik.server.compute.drivers.unicore import job_description
+
+    description = job_description(spec(GUIDE_CONFIG, project="training2"))
+    golden("unicore-guide.json", json_module.dumps(description, indent=2) + "\n")
+    resources = description["Resources"]
+    assert resources["Memory"] == "12G"  # the guide's "12GiB" fails on UNICORE
+    assert resources["Runtime"] == "12h"
+    assert resources["TotalCPUs"] == "1" and "CPUs" not in resources
+    assert description["Project"] == "training2"
+    assert description["Name"].isalnum()
+
+
+@pytest.mark.parametrize(
+    ("resources", "expected"),
+    [
+        ({"Runtime": "90m", "Memory": "1536M"}, {"Runtime": "90m", "Memory": "1536M"}),
+        ({"Runtime": "1h30m", "Memory": "500MiB"}, {"Runtime": "90m", "Memory": "500M"}),
+        ({"Runtime": 45, "Memory": 1000}, {"Runtime": "45s", "Memory": "1K"}),
+        ({"Runtime": "1d"}, {"Runtime": "1d"}),
+    ],
+)
+def test_unicore_units(resources: dict[str, Any], expected: dict[str, str]) -> None:
+    from mantik.server.compute.drivers.unicore import job_description
+
+    rendered = job_description(spec({"Resources": resources}))["Resources"]
+    assert {k: rendered[k] for k in expected} == expected
+
+
+def test_unicore_wrapper_runs_in_the_folder_the_site_chose(golden: Any) -> None:
+    from mantik.server.compute.drivers.unicore import PROLOGUE
+
+    job = spec(GUIDE_CONFIG, image="image.sif", site_chooses_workdir=True)
+    script = render_wrapper(job, prologue=PROLOGUE)
+    golden("wrapper-unicore.sh", script)
+    assert 'export MANTIK_DIR="$PWD/.mantik"' in script
