@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from typer.core import TyperGroup
 
+from mantik._exceptions import ConfigurationError
 from mantik.cli._output import err, fail, out
 from mantik.server.compute.states import JobState  # stdlib only: no server dependency
 
@@ -186,7 +187,7 @@ def _parameters(pairs: list[str]) -> dict[str, str]:
     for pair in pairs:
         name, equals, value = pair.partition("=")
         if not equals or not name.strip():
-            fail(f"Parameter {pair!r} is not name=value; write it as -P name=value.")
+            raise ConfigurationError(f"Parameter {pair!r} is not name=value; write -P name=value.")
         parameters[name.strip()] = value
     return parameters
 
@@ -195,7 +196,7 @@ def _experiment(experiment_id: str | None, name: str | None) -> str:
     if experiment_id is not None and name is None:
         return experiment_id
     if name is None or experiment_id is not None:
-        fail("Give exactly one of --experiment-id and --experiment-name.")
+        raise ConfigurationError("Give exactly one of --experiment-id and --experiment-name.")
     import mantik
 
     mantik.init_tracking()
@@ -212,10 +213,10 @@ def _relative_config(project: Path, config: Path) -> Path:
         try:
             return config.resolve().relative_to(project.resolve())
         except ValueError:
-            fail(
+            raise ConfigurationError(
                 f"Backend config {str(config)!r} is outside the project {str(project)!r}; "
                 "move it into the project directory (it is uploaded with it)."
-            )
+            ) from None
     return config  # relative to the project; the client names it if it does not exist
 
 

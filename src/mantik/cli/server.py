@@ -17,7 +17,7 @@ def start(
     data_dir: opts.DataDir = None,
     host: Annotated[str | None, typer.Option(help="Interface to listen on [127.0.0.1].")] = None,
     port: Annotated[int | None, typer.Option(help="TCP port [5000].")] = None,
-    workers: Annotated[int | None, typer.Option(help="uvicorn worker processes [2].")] = None,
+    workers: Annotated[int | None, typer.Option(help="uvicorn worker processes [1].")] = None,
     database_uri: opts.DatabaseUri = None,
     backend_store_uri: opts.BackendStoreUri = None,
     auth_database_uri: opts.AuthDatabaseUri = None,

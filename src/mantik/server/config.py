@@ -24,7 +24,8 @@ class ServerSettings(BaseSettings):
     data_dir: Path = DEFAULT_DATA_DIR
     host: str = "127.0.0.1"
     port: int = Field(default=5000, ge=0, le=65535)
-    workers: int = Field(default=2, ge=1, le=64)
+    # One worker (≈ 300 MB) suits a laptop or a small group; each extra worker adds ≈ 260 MB.
+    workers: int = Field(default=1, ge=1, le=64)
     ssl_keyfile: Path | None = None
     ssl_certfile: Path | None = None
     # Public base URL, used as JWT issuer and in links; defaults to http(s)://host:port.

@@ -7,6 +7,7 @@ delayed ACK (≈ 40 ms per MLflow call; uvicorn issue #3149).
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import socket
 
@@ -28,9 +29,22 @@ def export_settings(settings: ServerSettings) -> None:
             os.environ[key] = str(value)
 
 
-def serve(settings: ServerSettings, *, log_level: str = "info") -> None:
+def _prepare_all(settings: ServerSettings) -> None:
     prepare(settings)
     mlflow_app.prepare_stores(settings)
+
+
+def serve(settings: ServerSettings, *, log_level: str = "info") -> None:
+    if settings.workers > 1:
+        # Keep MLflow's server modules (≈ 250 MB) out of the supervisor process: it only
+        # forks workers, each of which imports them anyway.
+        child = multiprocessing.get_context("spawn").Process(target=_prepare_all, args=(settings,))
+        child.start()
+        child.join()
+        if child.exitcode != 0:
+            raise SystemExit(f"preparing the stores failed (exit code {child.exitcode})")
+    else:
+        _prepare_all(settings)
     export_settings(settings)
     config = uvicorn.Config(
         "mantik.server.app:create_app",
