@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.platform import PlatformProcess, start_platform
+from tests.support.projects import demo, make_project  # noqa: F401 (fixtures)
 from tests.support.services import postgres_uris
 
 _CLIENT_ENV = (

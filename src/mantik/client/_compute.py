@@ -189,9 +189,6 @@ class ComputeBackendClient:
         optional callable ``progress(sent_bytes, total_bytes)``.
         """
         project_dir = Path(mlproject_path).expanduser().resolve()
-        project = load_project(project_dir)
-        parameters = dict(mlflow_parameters or {})
-        project.entry_point(entry_point).validate(parameters)  # fail before any upload
         config_relative = Path(backend_config_path)
         if config_relative.is_absolute():
             raise ConfigurationError(
@@ -204,19 +201,37 @@ class ComputeBackendClient:
                 f"backend_config_path {str(backend_config_path)!r} points outside the MLproject "
                 f"directory {str(project_dir)!r}."
             )
-        config = load_backend_config(config_path)
+        return self.submit_project(
+            experiment_id,
+            mlflow_parameters,
+            project_dir,
+            load_backend_config(config_path),
+            entry_point,
+            run_name,
+            progress=progress,
+        )
+
+    def submit_project(
+        self,
+        experiment_id: int | str,
+        mlflow_parameters: Mapping[str, Any] | None,
+        mlproject_path: str | Path,
+        config: BackendConfig,
+        entry_point: str = "main",
+        run_name: str | None = None,
+        *,
+        progress: Any = None,
+    ) -> SubmittedRun:
+        """Like :meth:`submit_run`, with the backend config already in memory."""
+        project_dir = Path(mlproject_path).expanduser().resolve()
+        project = load_project(project_dir)
+        parameters = dict(mlflow_parameters or {})
+        project.entry_point(entry_point).validate(parameters)  # fail before any upload
         self._check_unicore(config)
         archive = zip_project_to_tempfile(project_dir, config.exclude)
         try:
             return self._upload(
-                experiment_id,
-                entry_point,
-                parameters,
-                config_relative.as_posix(),
-                config,
-                archive,
-                run_name,
-                progress,
+                experiment_id, entry_point, parameters, config, archive, run_name, progress
             )
         finally:
             archive.unlink(missing_ok=True)
@@ -239,7 +254,6 @@ class ComputeBackendClient:
         experiment_id: int | str,
         entry_point: str,
         parameters: dict[str, Any],
-        config_relative: str,
         config: BackendConfig,
         archive: Path,
         run_name: str | None,
@@ -248,7 +262,6 @@ class ComputeBackendClient:
         data = {
             "entry_point": entry_point,
             "mlflow_parameters": json.dumps(parameters),
-            "unicore_backend_config_path": config_relative,
             "backend_config": json.dumps(config.to_wire()),
         }
         if run_name:
