@@ -184,7 +184,9 @@ class UnicoreDriver(Driver):
         message = properties.get("statusMessage") or None
         if state is JobState.COMPLETED and code not in (None, 0):
             state = JobState.FAILED
-        if state is JobState.FAILED and code == 143:
+        # An aborted job: the wrapper's TERM exit code, or UNICORE's own message (assumed
+        # wording "Job was aborted", from the UNICORE docs; the test gateway does the same).
+        if state is JobState.FAILED and (code == 143 or "abort" in str(message).lower()):
             state = JobState.CANCELLED
         return Observation(state, message if state.terminal else None, code)
 
@@ -203,7 +205,7 @@ class UnicoreDriver(Driver):
             storage = self._job(job, credentials).working_dir
             for name in (".mantik/job.log", "stdout"):
                 try:
-                    data: bytes = storage.stat(name).raw().read()
+                    data: bytes = storage.stat(name).read()
                     return data.decode(errors="replace")
                 except Exception:  # noqa: S112 (try the next file)
                     continue
