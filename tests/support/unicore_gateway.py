@@ -29,6 +29,7 @@ import re
 import shlex
 import shutil
 import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -437,10 +438,22 @@ class _Caller:
 class UnicoreGateway:
     """A UNICORE/X REST server on 127.0.0.1 (a free port) that runs jobs on the local SLURM.
 
-    Knobs for tests: ``submission_enabled`` (False → 503 on POST /jobs), ``expire_sessions()``
-    (the next request carrying a security session gets 432). Invalid resources (an unknown
-    name like ``CPUs``, ``Memory: "12GiB"``) make a job FAILED after the 201, as on a real
-    UNICORE. ``requests`` lists ``(method, path)`` of every request received.
+    Use it as a context manager (or ``start()``/``stop()``); it serves from a uvicorn thread
+    and follows SLURM from a second thread every ``poll_interval`` seconds.
+
+    Attributes: ``base_url`` (``http[s]://127.0.0.1:PORT/SITE/rest/core``), ``job_url(id)``,
+    ``storage_url(id)``; ``requests`` -- ``(method, path)`` of every request received;
+    ``exchanges`` -- the same with the status answered and whether a session / which
+    credential was sent; ``jobs`` / ``job(id)`` -- snapshots (status, SLURM id, rendered
+    script, ``#SBATCH`` directives, working directory); ``wait_for(id)``; ``errors`` --
+    problems of the SLURM thread (a test should assert it stays empty).
+
+    Knobs: ``submission_enabled`` (settable any time; False → 503 on POST /jobs);
+    ``expire_sessions()`` (the next request carrying a security session gets 432);
+    ``tokens`` (Bearer token → user); ``tls=True`` (https with a self-signed certificate,
+    ``ca_file`` / ``ssl_context()`` for clients). Invalid resources (an undefined name like
+    ``CPUs``, ``Memory: "12GiB"``) make a job FAILED after the 201, as on a real UNICORE.
+    Jobs run as the user running the gateway (a real UNICORE runs them as the xlogin).
     """
 
     def __init__(
@@ -456,6 +469,7 @@ class UnicoreGateway:
         job_lifetime: timedelta = timedelta(days=30),
         session_lifetime: timedelta = timedelta(hours=8),
         queues: Iterable[str] | None = None,
+        tls: bool = False,
     ) -> None:
         self.users = dict(users)
         self.tokens = dict(tokens or {})  # Bearer token → user name
@@ -467,6 +481,9 @@ class UnicoreGateway:
         self.session_lifetime = session_lifetime
         self.job_environment = dict(job_environment) if job_environment is not None else None
         self._queues = list(queues) if queues is not None else None
+        self.tls = tls
+        # With tls: a self-signed certificate for 127.0.0.1, written at start()
+        self.ca_file: Path | None = None
         self.requests: list[tuple[str, str]] = []
         self.exchanges: list[Exchange] = []
         self.errors: list[str] = []  # problems of the background worker (tests assert empty)
@@ -479,7 +496,6 @@ class UnicoreGateway:
         self._server: uvicorn.Server | None = None
         self._server_thread: threading.Thread | None = None
         self._worker: threading.Thread | None = None
-        self._submitted_bss_ids: set[str] = set()
         self.app = self._build_app()
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -497,6 +513,12 @@ class UnicoreGateway:
         self.work_root.mkdir(parents=True, exist_ok=True)
         if self._queues is None:
             self._queues = _slurm_partitions()
+        certfile = keyfile = None
+        if self.tls:
+            cert, key = _self_signed_certificate(self.work_root / ".gateway-tls")
+            self.ca_file = cert
+            certfile, keyfile = str(cert), str(key)
+        self._stopping.clear()
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", 0))
@@ -507,6 +529,8 @@ class UnicoreGateway:
             access_log=False,
             lifespan="off",
             timeout_graceful_shutdown=2,
+            ssl_certfile=certfile,
+            ssl_keyfile=keyfile,
         )
         self._server = uvicorn.Server(config)
         server = self._server
@@ -555,7 +579,13 @@ class UnicoreGateway:
 
     @property
     def root_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """A client context that trusts this gateway's certificate (with ``tls=True``)."""
+        if self.ca_file is None:
+            raise RuntimeError("the gateway runs without TLS (or is not started)")
+        return ssl.create_default_context(cafile=str(self.ca_file))
 
     @property
     def base_url(self) -> str:
@@ -705,12 +735,12 @@ class UnicoreGateway:
         session = request.headers.get(SESSION_HEADER)
         if session is not None:
             with self._lock:
-                user = self._sessions.get(session)
-            if user is None:
+                known = self._sessions.get(session)
+            if known is None:
                 # verified (REST docs): an invalid session answers 432, the client must
                 # re-send its credentials (pyunicore retries once without the header)
                 raise ApiError(432, "Security session expired or unknown")
-            return _Caller(user, session)
+            return _Caller(known, session)
         header = request.headers.get("Authorization")
         if not header:
             return _Caller(None, None)
@@ -1198,7 +1228,6 @@ class UnicoreGateway:
                 if job.phase == "starting":
                     job.finish("FAILED", f"Could not submit job: {error}")
                 return
-            self._submitted_bss_ids.add(bss_id)
             if job.phase != "starting":  # aborted or deleted while sbatch ran
                 cancel = bss_id
             else:
@@ -1369,6 +1398,49 @@ def _shell(command: str, cwd: Path, env: Mapping[str, str]) -> tuple[int, str]:
     except subprocess.TimeoutExpired:
         return 124, "timed out after 120 s"
     return result.returncode, (result.stdout + result.stderr).strip()
+
+
+def _self_signed_certificate(folder: Path) -> tuple[Path, Path]:
+    """A throwaway certificate and key for 127.0.0.1/localhost (valid for one day)."""
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    folder.mkdir(parents=True, exist_ok=True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "unicore-test-gateway")])
+    now = datetime.now().astimezone()
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    key_path.chmod(0o600)
+    return cert_path, key_path
 
 
 def _read_int(path: Path) -> int | None:

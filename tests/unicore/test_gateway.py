@@ -30,12 +30,15 @@ from tests.support.unicore_gateway import (
 )
 
 USERS = {"alice": "pw-alice", "bob": "pw-bob"}
+TOKENS = {"token-of-bob": "bob"}
 DONE = (JobStatus.SUCCESSFUL, JobStatus.FAILED)
 
 
 @pytest.fixture
 def gateway(tmp_path: Path) -> Iterator[UnicoreGateway]:
-    with UnicoreGateway(users=USERS, work_root=tmp_path / "uspace", poll_interval=0.1) as gw:
+    with UnicoreGateway(
+        users=USERS, work_root=tmp_path / "uspace", poll_interval=0.1, tokens=TOKENS
+    ) as gw:
         yield gw
     assert gw.errors == []
 
@@ -208,6 +211,9 @@ def test_base_resource_roles_and_sessions(gateway: UnicoreGateway, client: Clien
     assert again.json()["client"]["xlogin"]["UID"] == "alice"
     assert again.headers["X-UNICORE-SecuritySession"] == session
 
+    bearer = Client(Transport(BearerToken("token-of-bob"), verify=False), gateway.base_url)
+    assert bearer.access_info()["xlogin"]["UID"] == "bob"
+
 
 def test_wrong_password_and_unknown_user_are_refused(gateway: UnicoreGateway) -> None:
     with pytest.raises(httpx.HTTPError, match=r"^403 Server Error: Authentication failed"):
@@ -225,7 +231,7 @@ def test_wrong_password_and_unknown_user_are_refused(gateway: UnicoreGateway) ->
         Client(Transport(_NoCredential(), verify=False), gateway.base_url)
 
 
-class _NoCredential(UsernamePassword):
+class _NoCredential(UsernamePassword):  # type: ignore[misc]
     """A credential that sends nothing (pyunicore's Anonymous skips the role check)."""
 
     def __init__(self) -> None:
@@ -233,6 +239,22 @@ class _NoCredential(UsernamePassword):
 
     def get_auth_header(self) -> None:
         return None
+
+
+def test_tls_with_the_gateway_certificate(tmp_path: Path) -> None:
+    credential = UsernamePassword("alice", USERS["alice"])
+    with UnicoreGateway(users=USERS, work_root=tmp_path / "tls", tls=True) as gateway:
+        assert gateway.base_url.startswith("https://127.0.0.1:")
+        trusted = Client(Transport(credential, verify=gateway.ssl_context()), gateway.base_url)
+        assert trusted.access_info()["xlogin"]["UID"] == "alice"
+        job = trusted.new_job(
+            {"Executable": "/bin/true", "haveClientStageIn": "true"}, autostart=False
+        )
+        assert fresh(job).properties["status"] == "READY"
+        # pyunicore does not verify by default (notes); with verify=True it refuses
+        assert Client(Transport(credential), gateway.base_url).access_info()["xlogin"]
+        with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+            Client(Transport(credential, verify=True), gateway.base_url)
 
 
 def test_submission_disabled_answers_503(gateway: UnicoreGateway, client: Client) -> None:
@@ -413,7 +435,8 @@ def test_job_with_uploaded_script_runs_on_slurm(
     assert live.exit_code == 0  # a string "0" (an integer 0 would read as None; notes)
     assert props["name"] == "gatewaytest" and props["queue"] == "batch"
     view = gateway.job(job.job_id)
-    assert props["batchSystemID"] == view.bss_id and view.bss_id.isdigit()
+    assert view.bss_id is not None and view.bss_id.isdigit()
+    assert props["batchSystemID"] == view.bss_id
     assert "--mem=12288" in view.directives and "--partition=batch" in view.directives
     assert "--time=5" in view.directives and "--ntasks=1" in view.directives
     assert squeue_state(view.bss_id) == "COMPLETED"
@@ -440,6 +463,12 @@ def test_failing_job_reports_its_exit_code(gateway: UnicoreGateway, client: Clie
     assert live.working_dir.stat("stderr").read() == b"broken\n"
     other = wait_status(ignored)
     assert other.status == JobStatus.SUCCESSFUL and other.properties["exitCode"] == "3"
+
+    first_id = live.properties["batchSystemID"]
+    live.restart()  # runs the same job again, as a new batch job
+    again = wait_status(live)
+    assert again.status == JobStatus.FAILED and again.properties["exitCode"] == "3"
+    assert again.properties["batchSystemID"] not in ("N/A", first_id)
 
 
 @pytest.mark.slurm
@@ -497,7 +526,8 @@ def test_pre_and_post_commands(gateway: UnicoreGateway, client: Client) -> None:
     ok = client.new_job(
         {
             "User precommand": "echo prepared > pre.txt",  # on the login node (default)
-            "Executable": "cat pre.txt",
+            "Imports": [{"From": "inline://x", "To": "data/in.txt", "Data": "inline data"}],
+            "Executable": "cat pre.txt data/in.txt",
             "User postcommand": "cp stdout post.txt",
         }
     )
@@ -511,7 +541,7 @@ def test_pre_and_post_commands(gateway: UnicoreGateway, client: Client) -> None:
     post_fails = client.new_job({"Executable": "/bin/true", "User postcommand": "exit 2"})
     done = wait_status(ok)
     assert done.status == JobStatus.SUCCESSFUL
-    assert (gateway.job(ok.job_id).workdir / "post.txt").read_text() == "prepared\n"
+    assert (gateway.job(ok.job_id).workdir / "post.txt").read_text() == "prepared\ninline data"
     pre = wait_status(in_script)
     assert (pre.status, pre.properties["statusMessage"]) == (
         JobStatus.FAILED,
