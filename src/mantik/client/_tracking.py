@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime, timedelta
 
 from mantik.client import _env, _tokens
 
@@ -14,12 +15,19 @@ def init_tracking() -> _tokens.Tokens:
     """Sign in to the mantik platform and make MLflow track to it.
 
     Reads ``MANTIK_USERNAME``, ``MANTIK_PASSWORD`` and ``MLFLOW_TRACKING_URI`` (the platform's
-    base URL). A cached token is reused without a network call while it is valid::
+    base URL). A cached token is reused without a network call while it is valid. Inside a
+    job submitted through mantik it uses the job's own token (no password needed there)::
 
         import mantik, mlflow
         mantik.init_tracking()
         mlflow.log_metric("loss", 0.1)
     """
+    job_token = os.environ.get("MLFLOW_TRACKING_TOKEN")
+    if job_token and os.environ.get("MLFLOW_RUN_ID") and not os.environ.get(_env.USERNAME):
+        # Inside a mantik job: the wrapper already holds a token for this run.
+        url = _env.platform_url(_env.require(_env.TRACKING_URI)[_env.TRACKING_URI])
+        activate(url, job_token)
+        return _tokens.Tokens(job_token, datetime.now(UTC) + timedelta(hours=1), None)
     values = _env.require(_env.USERNAME, _env.PASSWORD, _env.TRACKING_URI)
     url = _env.platform_url(values[_env.TRACKING_URI])
     username = values[_env.USERNAME]
@@ -32,7 +40,8 @@ def activate(url: str, access_token: str) -> None:
     """Make MLflow (this process and its children) use ``url`` with ``access_token``."""
     os.environ[_env.TRACKING_URI] = url
     os.environ["MLFLOW_TRACKING_TOKEN"] = access_token
-    # Our request auth provider renews the token inside runs longer than its lifetime.
+    # Our request auth provider renews the token inside runs longer than its lifetime
+    # (it leaves a job's token alone: without a password there is nothing to renew it with).
     os.environ["MLFLOW_TRACKING_AUTH"] = AUTH_PROVIDER_NAME
     for name in _CONFLICTING:  # MLflow prefers basic auth over the token when both are set
         os.environ.pop(name, None)

@@ -13,12 +13,12 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mantik._version import __version__
-from mantik.server.api import compute, errors, identity, pages
+from mantik.server.api import compute, errors, identity, images, pages
 from mantik.server.compute.poller import start_background as start_poller
 from mantik.server.compute.service import ComputeService
 from mantik.server.config import ServerSettings
 from mantik.server.platform import Platform, build
-from mantik.server.tracking import authorization, mlflow_app
+from mantik.server.tracking import auth_cache, authorization, mlflow_app
 
 MANTIK_PREFIXES = ("/api/mantik/", "/compute-backend", "/.well-known/")
 MANTIK_PATHS = frozenset({"/login", "/logout", "/new-password"})
@@ -47,6 +47,7 @@ def create_mantik_api(platform: Platform, platform_compute: ComputeService) -> F
     api.include_router(identity.router)
     api.include_router(pages.router)
     api.include_router(compute.router)
+    api.include_router(images.router)
     return api
 
 
@@ -103,9 +104,11 @@ def create_app(settings: ServerSettings | None = None) -> Any:
     platform = build(settings)
     mlflow = mlflow_app.create_mlflow_app(settings)
     authorization.install(_gate(platform))
+    auth_cache.install(settings.auth_cache_seconds)
     service = ComputeService(settings, platform.db, platform.tokens, platform.identity)
     start_poller(service, settings.data_dir / "poller.lock", settings.poll_seconds)
     api = create_mantik_api(platform, service)
-    uploads = errors.BodyLimit(api, settings.max_upload_bytes)
-    mantik = errors.BodyLimit(uploads, IDENTITY_BODY_LIMIT, exempt=(SUBMIT_PREFIX,))
+    # Images are streamed to disk under their own limit (max_image_bytes, see api/images.py).
+    uploads = errors.BodyLimit(api, settings.max_upload_bytes, exempt=(images.PREFIX,))
+    mantik = errors.BodyLimit(uploads, IDENTITY_BODY_LIMIT, exempt=(SUBMIT_PREFIX, images.PREFIX))
     return PlatformApp(mantik, mlflow)

@@ -30,6 +30,9 @@ class ServerSettings(BaseSettings):
     ssl_certfile: Path | None = None
     # Public base URL, used as JWT issuer and in links; defaults to http(s)://host:port.
     public_url: str | None = None
+    # Host names clients may use besides loopback, private addresses and public_url's host
+    # (MLflow refuses other Host headers against DNS rebinding), comma-separated.
+    allowed_hosts: str | None = None
 
     # Stores. None means "SQLite file in data_dir".
     database_uri: str | None = None  # mantik's own tables (users, tokens, jobs)
@@ -41,6 +44,10 @@ class ServerSettings(BaseSettings):
     sites_file: Path | None = None
     job_tracking_uri: str | None = None
     max_upload_bytes: int = Field(default=20 * 1024**3, ge=1024)
+    # Apptainer images (PUT /compute-backend/images/{sha256}): the largest one accepted, and
+    # how much each site's image cache may hold before least-recently-used images go.
+    max_image_bytes: int = Field(default=50 * 1024**3, ge=1024)
+    image_cache_bytes: int = Field(default=200 * 1024**3, ge=1024)
     # A job token lives for the job's Runtime plus this allowance for queueing.
     job_queue_allowance_hours: int = Field(default=7 * 24, ge=1)
     poll_seconds: float = Field(default=2.0, gt=0)

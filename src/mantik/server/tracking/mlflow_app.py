@@ -13,6 +13,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+from urllib.parse import urlsplit
 
 from mantik.server.config import ServerSettings
 from mantik.server.identity.keys import load_or_create_secret, write_secret_file
@@ -50,9 +51,41 @@ def write_auth_config(settings: ServerSettings) -> None:
     write_secret_file(settings.keys_dir / "mlflow-auth.ini", buffer.getvalue().encode())
 
 
+# MLflow's default Host patterns (fnmatch): loopback and private (RFC 1918/4193) addresses,
+# restated because importing MLflow's helper would build its server app too early.
+_LOOPBACK_AND_PRIVATE = (
+    "localhost",
+    "127.0.0.1",
+    "[::1]",
+    "localhost:*",
+    "127.0.0.1:*",
+    "[[]::1]:*",
+    "10.*",
+    "192.168.*",
+    *(f"172.{n}.*" for n in range(16, 32)),
+    "[[]fc*",
+    "[[]fd*",
+)
+
+
+def allowed_hosts(settings: ServerSettings) -> str | None:
+    """MLflow's Host-header allow-list, extended by the names this platform is reached by."""
+    extra = [h.strip() for h in (settings.allowed_hosts or "").split(",") if h.strip()]
+    if settings.public_url:
+        extra.append(urlsplit(settings.public_url).hostname or "")
+    if settings.host not in ("127.0.0.1", "localhost", "::1", "0.0.0.0", "::"):  # noqa: S104
+        extra.append(settings.host)
+    extra = [h for h in extra if h]
+    if not extra:
+        return None  # MLflow's defaults: loopback and private addresses
+    return ",".join([*_LOOPBACK_AND_PRIVATE, *extra, *(f"{h}:*" for h in extra)])
+
+
 def environment(settings: ServerSettings) -> dict[str, str]:
     store = settings.resolved_backend_store_uri
+    hosts = allowed_hosts(settings)
     return {
+        **({"MLFLOW_SERVER_ALLOWED_HOSTS": hosts} if hosts else {}),
         "_MLFLOW_SERVER_FILE_STORE": store,
         "_MLFLOW_SERVER_REGISTRY_STORE": store,
         "_MLFLOW_SERVER_ARTIFACT_ROOT": "mlflow-artifacts:/",

@@ -1,0 +1,103 @@
+"""Caches around MLflow's auth app for the hot path (per-call logging).
+
+MLflow checks every write by loading the whole run (params, metrics, tags) just to learn its
+experiment, and loads the caller's user row for the admin check: two queries per request
+that dominate the cost of ``log_metric`` behind auth. A run never changes experiment, so
+that mapping is cached for good; user rows (the admin flag) for ``ttl`` seconds, role
+grants for at most 10 s.
+Written against the pinned MLflow version (private functions of ``mlflow.server.auth``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+import time
+from typing import Any
+
+_MAX_ENTRIES = 100_000
+_GRANTS_TTL = 10.0
+_MUTATIONS = ("grant_", "revoke_", "create_", "update_", "delete_", "set_", "add_", "remove_")
+
+
+def install(ttl: float) -> None:
+    auth: Any = importlib.import_module("mlflow.server.auth")  # private API, pinned MLflow
+
+    original_run_requirement = auth._run_requirement
+    experiment_of_run: dict[str, str] = {}
+
+    def run_requirement(run_id: str, action: str) -> Any:
+        experiment_id = experiment_of_run.get(run_id) if isinstance(run_id, str) else None
+        if experiment_id is None:
+            resolved = original_run_requirement(run_id, action)
+            if resolved is not None:
+                if len(experiment_of_run) >= _MAX_ENTRIES:
+                    experiment_of_run.clear()
+                experiment_of_run[run_id] = resolved[0][1]
+            return resolved
+        # The same requirements MLflow builds from the run it would have loaded.
+        experiment = (auth.RESOURCE_TYPE_EXPERIMENT, experiment_id)
+        return experiment, [
+            auth.Requirement(auth.RESOURCE_TYPE_EXPERIMENT, experiment_id, "read"),
+            auth.Requirement(
+                auth.RESOURCE_TYPE_RUN, "*", action, fallback_if_no_grant=(experiment,)
+            ),
+        ]
+
+    auth._run_requirement = run_requirement
+
+    if ttl <= 0:
+        return
+    store: Any = auth.store
+    original_get_user = store.get_user
+    users: dict[str, tuple[Any, float]] = {}
+    lock = threading.Lock()
+
+    def get_user(username: str) -> Any:
+        now = time.monotonic()
+        cached = users.get(username)
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        user = original_get_user(username)
+        with lock:
+            if len(users) >= _MAX_ENTRIES:
+                users.clear()
+            users[username] = (user, now + ttl)
+        return user
+
+    store.get_user = get_user
+
+    # Role grants, read once per request for every permission decision. A change made
+    # through this worker clears the cache at once; other workers see it within the TTL.
+    grants_ttl = min(ttl, _GRANTS_TTL)
+    original_list_grants = store.list_grants
+    grants: dict[tuple[Any, ...], tuple[Any, float]] = {}
+
+    def list_grants(user_id: int, workspace: str, resource_types: Any) -> Any:
+        key = (user_id, workspace, frozenset(resource_types))
+        now = time.monotonic()
+        cached = grants.get(key)
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        rows = original_list_grants(user_id, workspace, resource_types)
+        with lock:
+            if len(grants) >= _MAX_ENTRIES:
+                grants.clear()
+            grants[key] = (rows, now + grants_ttl)
+        return rows
+
+    store.list_grants = list_grants
+    for name in dir(store):
+        if name.startswith(_MUTATIONS) and callable(getattr(store, name)):
+            setattr(store, name, _clearing(getattr(store, name), grants, users))
+
+
+def _clearing(method: Any, *caches: dict[Any, Any]) -> Any:
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        finally:
+            for cache in caches:
+                cache.clear()
+
+    return wrapper
