@@ -126,7 +126,7 @@ def test_failed_killed_and_timed_out_runs(
         text=True,
     )
     cancelled = mantik("runs", "cancel", run_id)
-    assert cancelled.returncode == 0, cancelled.stderr
+    assert (cancelled.returncode, cancelled.stdout) == (0, f"Cancelling run {run_id}.\n")
     killed = mantik("runs", "wait", run_id, "--json", "--interval", "0.5")
     assert (killed.returncode, as_json(killed)["run_status"]) == (3, "KILLED")
     followed, _ = follower.communicate(timeout=30)
@@ -178,6 +178,7 @@ def test_upload_progress_on_a_terminal(env: dict[str, str], demo: Path, tmp_path
         (["-P", "alpha"], "'alpha' is not name=value"),
         (["--backend-config", "missing.json"], "missing.json does not exist"),
         (["--experiment-name", "x"], "exactly one of --experiment-id and --experiment-name"),
+        (["--follow", "--timeout", "5"], "--timeout works with --wait, not with --follow"),
     ],
 )
 def test_errors_are_one_line(mantik: Run, demo: Path, args: list[str], message: str) -> None:

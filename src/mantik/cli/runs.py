@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -19,10 +20,12 @@ from mantik.cli._output import err, fail, out
 from mantik.server.compute.states import JobState  # stdlib only: no server dependency
 
 if TYPE_CHECKING:
+    from rich.table import Table
+
     from mantik.client._compute import ComputeBackendClient, RunInfo, SubmittedRun
 
-EXIT_CODES = """Exit codes: 0 success (with --wait: the run FINISHED); 1 usage, configuration
-or platform error; 2 the run FAILED; 3 the run was KILLED; 4 --timeout passed first."""
+EXIT_CODES = """Exit codes: 0 success (when waiting for the run: it FINISHED); 1 usage,
+configuration or platform error; 2 the run FAILED; 3 the run was KILLED; 4 --timeout passed."""
 _EXIT = {"FINISHED": 0, "FAILED": 2, "KILLED": 3}
 _TIMEOUT = 4
 
@@ -98,6 +101,8 @@ def submit(
     as_json: Json = False,
 ) -> None:
     """Upload an MLflow project and start it as a tracked run."""
+    if follow and timeout is not None:
+        raise ConfigurationError("--timeout works with --wait, not with --follow.")
     parameters = _parameters(parameter or [])
     experiment = _experiment(experiment_id, experiment_name)
     client = _client()
@@ -115,7 +120,7 @@ def submit(
         _emit(asdict(submitted), as_json, lambda: _submitted_line(submitted))
         return
     if not as_json:
-        err.print(_submitted_line(submitted))
+        _say(_submitted_line(submitted), stderr=True)
     if follow:
         _stream(client, submitted.run_id, interval, to_stderr=as_json)
     _finish(_await(client, submitted.run_id, timeout, interval), as_json)
@@ -148,14 +153,15 @@ def logs(
 def cancel(run_id: RunId, as_json: Json = False) -> None:
     """Cancel a run's job (the run ends KILLED)."""
     info = _client().cancel(run_id)
-    _emit(asdict(info), as_json, lambda: f"Cancelling run {info.run_id} (job {info.job_id}).")
+    ended = f"Run {run_id} has already ended ({info.run_status})."
+    _emit(asdict(info), as_json, lambda: ended if info.done else f"Cancelling run {run_id}.")
 
 
 @app.command("list")
 def list_runs(
     experiment_id: Annotated[str | None, typer.Option(help="Only runs of this experiment.")] = None,
     state: Annotated[
-        JobState | None, typer.Option(case_sensitive=False, help="Only jobs in this state.")
+        JobState | None, typer.Option(case_sensitive=False, help="Only jobs in this job state.")
     ] = None,
     as_json: Json = False,
 ) -> None:
@@ -262,7 +268,8 @@ def _finish(info: RunInfo, as_json: bool) -> None:
     _emit(asdict(info), as_json, lambda: _run_table(info))
     code = _EXIT.get(info.run_status, 1)
     if code and not as_json:
-        err.print(f"Run {info.run_id} {info.run_status}; see `mantik runs logs {info.run_id}`.")
+        hint = f"Run {info.run_id} {info.run_status}; see `mantik runs logs {info.run_id}`."
+        _say(hint, stderr=True)
     raise typer.Exit(code)
 
 
@@ -274,12 +281,20 @@ def _write(sink: Any, text: str) -> None:
     sink.flush()
 
 
-def _emit(data: object, as_json: bool, human: Callable[[], object]) -> None:
-    """``data`` as JSON for scripts, else what ``human()`` renders."""
+def _say(text: str, *, stderr: bool = False) -> None:
+    (err if stderr else out).print(text, soft_wrap=True, markup=False)
+
+
+def _emit(data: object, as_json: bool, human: Callable[[], str | Table]) -> None:
+    """``data`` as JSON for scripts, else the text or table ``human()`` makes."""
     if as_json:
         _write(sys.stdout, json.dumps(data, indent=2) + "\n")
+        return
+    shown = human()
+    if isinstance(shown, str):
+        _say(shown)
     else:
-        out.print(human())
+        out.print(shown)
 
 
 def _submitted_line(submitted: SubmittedRun) -> str:
@@ -289,7 +304,7 @@ def _submitted_line(submitted: SubmittedRun) -> str:
     )
 
 
-def _run_table(info: RunInfo) -> Any:
+def _run_table(info: RunInfo) -> Table:
     from rich.table import Table
 
     table = Table(show_header=False, box=None, padding=(0, 2, 0, 0))
@@ -300,15 +315,17 @@ def _run_table(info: RunInfo) -> Any:
     return table
 
 
-def _runs_table(runs: list[RunInfo]) -> Any:
+def _runs_table(runs: list[RunInfo]) -> str | Table:
+    """Site and job are left to ``status``: the rest fits 80 columns."""
     from rich.table import Table
 
     if not runs:
         return "No runs."
-    table = Table("Run", "Experiment", "Site", "Job", "State", "Status", "Entry point", "Submitted")
-    table.columns[0].no_wrap = True
+    table = Table(box=None, padding=(0, 1), pad_edge=False, header_style="bold")
+    for header in ("Run", "Exp.", "Status", "State", "Entry", "Submitted"):
+        table.add_column(header, no_wrap=header != "Entry")
     for r in runs:
-        submitted = r.submitted_at[:19].replace("T", " ")
-        row = (r.experiment_id, r.site, r.job_id or "", r.state, r.run_status, r.entry_point)
-        table.add_row(r.run_id, *row, submitted)
+        submitted = datetime.fromisoformat(r.submitted_at).astimezone()
+        row = (r.experiment_id, r.run_status, r.state, r.entry_point)
+        table.add_row(r.run_id, *row, f"{submitted:%m-%d %H:%M}")
     return table
