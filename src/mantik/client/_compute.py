@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -13,13 +14,15 @@ from typing import IO, Any
 import httpx
 
 from mantik._exceptions import ConfigurationError, MissingEnvironmentError, PlatformError
-from mantik.client import _env, _http, _tokens
+from mantik.client import _env, _http, _images, _tokens
 from mantik.compute.archive import zip_project_to_tempfile
 from mantik.compute.config import BackendConfig, load_backend_config
 from mantik.compute.project import load_project
 
 _UNICORE_USER = ("MANTIK_UNICORE_USERNAME", "MANTIK_UNICORE_USER")
 _TERMINAL = ("FINISHED", "FAILED", "KILLED")
+_IMAGE_LIMIT_HEADER = "X-Mantik-Max-Image-Bytes"
+_Report = Callable[[int], None]
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,8 @@ class SubmittedRun:
     run_id: str
     job_id: str
     site: str
+    # Image bytes this submission uploaded: 0 when the platform already held the image.
+    image_bytes_sent: int = 0
 
     @property
     def unicore_job_id(self) -> str:
@@ -37,7 +42,8 @@ class SubmittedRun:
 
     def json(self) -> dict[str, str]:
         """The platform's answer as a dict (mantik 0.1.x returned the HTTP response)."""
-        return {**asdict(self), "unicore_job_id": self.job_id}
+        answer = {k: v for k, v in asdict(self).items() if k != "image_bytes_sent"}
+        return {**answer, "unicore_job_id": self.job_id}
 
 
 @dataclass(frozen=True)
@@ -59,6 +65,16 @@ class RunInfo:
         return self.run_status in _TERMINAL
 
 
+@dataclass(frozen=True)
+class _Image:
+    """A local image to run: its file, sha256, and whether the platform still needs it."""
+
+    path: Path
+    digest: str
+    size: int
+    missing: bool
+
+
 class _Progress:
     """A file wrapper that reports bytes read to a callback (for progress bars)."""
 
@@ -70,6 +86,20 @@ class _Progress:
         chunk = self._handle.read(size)
         self._report(len(chunk))
         return chunk
+
+
+def _reporter(progress: Any, archive_size: int, image: _Image | None) -> _Report:
+    """One running count over everything uploaded (image, then project) for ``progress``."""
+    total = archive_size + (image.size if image is not None and image.missing else 0)
+    sent = 0
+
+    def report(n: int) -> None:
+        nonlocal sent
+        sent += n
+        if progress is not None:
+            progress(sent, total)
+
+    return report
 
 
 class ComputeBackendClient:
@@ -186,7 +216,12 @@ class ComputeBackendClient:
         """Validate the project locally, upload it, and start it as a tracked run.
 
         ``backend_config_path`` is relative to ``mlproject_path``. ``progress`` is an
-        optional callable ``progress(sent_bytes, total_bytes)``.
+        optional callable ``progress(sent_bytes, total_bytes)``; the totals count the image
+        (when the platform does not hold it yet) and the zipped project.
+
+        A local ``SingularityImage`` (or one built from the MLproject's ``docker_env`` with
+        Apptainer) travels on its own, identified by its sha256: the platform keeps one copy
+        per site, so an image it already holds is not sent again.
         """
         project_dir = Path(mlproject_path).expanduser().resolve()
         config_relative = Path(backend_config_path)
@@ -228,13 +263,21 @@ class ComputeBackendClient:
         parameters = dict(mlflow_parameters or {})
         project.entry_point(entry_point).validate(parameters)  # fail before any upload
         self._check_unicore(config)
-        archive = zip_project_to_tempfile(project_dir, config.exclude)
+        image_path = _images.image_to_send(config, project)
+        exclude = list(config.exclude)
+        if image_path is not None:
+            exclude += _images.project_excludes(image_path, project_dir)
+        archive = zip_project_to_tempfile(project_dir, exclude)
         try:
-            return self._upload(
-                experiment_id, entry_point, parameters, config, archive, run_name, progress
+            image = self._image(image_path, config) if image_path else None
+            report = _reporter(progress, archive.stat().st_size, image)
+            sent = self._put_image(image, config, report) if image and image.missing else 0
+            submitted = self._upload(
+                experiment_id, entry_point, parameters, config, archive, run_name, report, image
             )
         finally:
             archive.unlink(missing_ok=True)
+        return dataclasses.replace(submitted, image_bytes_sent=sent)
 
     def _check_unicore(self, config: BackendConfig) -> None:
         if not config.unicore_api_url or config.compute_site:
@@ -249,6 +292,63 @@ class ComputeBackendClient:
         if missing:
             raise MissingEnvironmentError(missing)
 
+    @staticmethod
+    def _image_params(config: BackendConfig) -> dict[str, str]:
+        """Which site's image cache: the one the run goes to."""
+        if config.compute_site:
+            return {"site": config.compute_site}
+        if config.unicore_api_url:
+            return {"unicore_api_url": config.unicore_api_url}
+        return {}
+
+    def _image(self, path: Path, config: BackendConfig) -> _Image:
+        digest = _images.sha256_of(path)
+        size = path.stat().st_size
+        url = f"{self.compute_backend_url}/images/{digest}"
+        params = self._image_params(config)
+        response = _http.request(self._http, "HEAD", url, params=params, headers=self._headers())
+        if response.status_code not in (200, 404):
+            _http.raise_for_status(response)
+        limit = response.headers.get(_IMAGE_LIMIT_HEADER, "")
+        if response.status_code == 404 and limit.isdigit() and size > int(limit):
+            raise PlatformError(
+                f"The image {path} ({size} bytes) is larger than the platform accepts "
+                f"({limit} bytes). Copy it to the site yourself and set RemoteImage to its "
+                "path there, instead of SingularityImage.",
+                status_code=413,
+            )
+        return _Image(path, digest, size, missing=response.status_code == 404)
+
+    def _put_image(self, image: _Image, config: BackendConfig, report: _Report) -> int:
+        """Stream the image to the platform; the number of bytes sent."""
+        sent = 0
+
+        def body() -> Iterator[bytes]:
+            nonlocal sent
+            with image.path.open("rb") as handle:
+                while chunk := handle.read(_images.CHUNK):
+                    sent += len(chunk)
+                    report(len(chunk))
+                    yield chunk
+
+        headers = {
+            **self._headers(),
+            "Content-Length": str(image.size),
+            "Content-Type": "application/octet-stream",
+        }
+        response = _http.request(
+            self._http,
+            "PUT",
+            f"{self.compute_backend_url}/images/{image.digest}",
+            params=self._image_params(config),
+            content=body(),
+            headers=headers,
+        )
+        if response.status_code == 400:
+            _images.forget_digest(image.path)  # changed unnoticed: hash it afresh next time
+        _http.raise_for_status(response)
+        return sent
+
     def _upload(
         self,
         experiment_id: int | str,
@@ -257,7 +357,8 @@ class ComputeBackendClient:
         config: BackendConfig,
         archive: Path,
         run_name: str | None,
-        progress: Any,
+        report: _Report,
+        image: _Image | None,
     ) -> SubmittedRun:
         data = {
             "entry_point": entry_point,
@@ -271,15 +372,8 @@ class ComputeBackendClient:
         if config.unicore_api_url and self.unicore_username and self._unicore_password:
             data["unicore_user"] = self.unicore_username
             data["unicore_password"] = self._unicore_password
-        total = archive.stat().st_size
-        sent = 0
-
-        def report(n: int) -> None:
-            nonlocal sent
-            sent += n
-            if progress is not None:
-                progress(sent, total)
-
+        if image is not None:
+            data["image_digest"] = image.digest
         with archive.open("rb") as handle:
             files = {
                 "mlproject_zip": ("mlproject.zip", _Progress(handle, report), "application/zip")

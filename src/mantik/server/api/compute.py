@@ -115,6 +115,8 @@ async def submit(
     backend_config: Annotated[str | None, Form(max_length=1_000_000)] = None,
     unicore_project: Annotated[str | None, Form(max_length=256)] = None,
     run_name: Annotated[str | None, Form(max_length=250)] = None,
+    # sha256 of an image already in the site's cache (PUT /compute-backend/images/{sha256}).
+    image_digest: Annotated[str | None, Form(max_length=128)] = None,
     # Accepted for mantik 0.1.x clients; credentials are used per request, never stored.
     unicore_user: Annotated[str | None, Form(max_length=256)] = None,
     unicore_password: Annotated[str | None, Form(max_length=1024)] = None,
@@ -141,6 +143,7 @@ async def submit(
             run_name=run_name,
             project=unicore_project,
             credentials=_credentials(unicore_user, unicore_password),
+            image_digest=image_digest or None,
         )
         done = await run_in_threadpool(service.submit, user.username, submission)
     return SubmitResponse(

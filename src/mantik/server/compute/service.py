@@ -25,9 +25,10 @@ from mantik.server.compute.drivers import (
     make_driver,
 )
 from mantik.server.compute.errors import ComputeError
+from mantik.server.compute.images import DIGEST_MARKER, ImageCache, check_digest
 from mantik.server.compute.runs import RunStore
-from mantik.server.compute.sites import SiteConfig, configured_sites, work_root
-from mantik.server.compute.spec import JobSpec
+from mantik.server.compute.sites import SiteConfig, configured_sites, image_cache_dir, work_root
+from mantik.server.compute.spec import STAGED_IMAGE, JobSpec
 from mantik.server.compute.states import JobState, Observation
 from mantik.server.config import ServerSettings
 from mantik.server.db import Database
@@ -50,6 +51,7 @@ class Submission:
     run_name: str | None = None
     project: str | None = None  # accounting project (MANTIK_UNICORE_PROJECT)
     credentials: SiteCredentials | None = None  # used for this request only
+    image_digest: str | None = None  # sha256 of an image in the site's image cache
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,16 @@ class Submitted:
     run_id: str
     job_id: str
     site: str
+
+
+@dataclass(frozen=True)
+class Image:
+    """The image a job runs: its path on the site, and where it comes from."""
+
+    path: str
+    in_project: bool = False  # relative to the uploaded project (mantik 0.1.x clients)
+    digest: str | None = None  # from the site's image cache
+    stage_from: Path | None = None  # platform file the driver copies to the site
 
 
 def _inside(root: Path, relative: str, what: str) -> Path:
@@ -110,28 +122,58 @@ class ComputeService:
     # --- submission ----------------------------------------------------------------------
 
     def site_for(self, config: BackendConfig) -> SiteConfig:
-        if config.compute_site:
-            site = self.sites.get(config.compute_site)
+        return self.site_of(config.compute_site, config.unicore_api_url)
+
+    def site_of(self, compute_site: str | None, unicore_api_url: str | None) -> SiteConfig:
+        """The site a config's ComputeSite or UnicoreApiUrl names (default: local)."""
+        if compute_site:
+            site = self.sites.get(compute_site)
             if site is None:
                 known = ", ".join(sorted(self.sites))
                 raise ComputeError(
-                    400, f"ComputeSite {config.compute_site!r} is not configured here: {known}."
+                    400, f"ComputeSite {compute_site!r} is not configured here: {known}."
                 )
             return site
-        if config.unicore_api_url:
+        if unicore_api_url:
             # Exact match only: no request ever leaves for a URL the admin did not list.
-            wanted = config.unicore_api_url.rstrip("/")
+            wanted = unicore_api_url.rstrip("/")
             for site in self.sites.values():
                 if site.driver == "unicore" and site.url and site.url.rstrip("/") == wanted:
                     return site
             allowed = [s.url for s in self.sites.values() if s.driver == "unicore"]
             raise ComputeError(
                 400,
-                f"UnicoreApiUrl {config.unicore_api_url!r} is not a site this platform may use"
+                f"UnicoreApiUrl {unicore_api_url!r} is not a site this platform may use"
                 + (f"; allowed: {', '.join(u for u in allowed if u)}" if allowed else "")
                 + ". Ask the platform admin, or set ComputeSite.",
             )
         return self.sites["local"]
+
+    # --- images --------------------------------------------------------------------------
+
+    def image_cache(self, site: SiteConfig) -> ImageCache:
+        return ImageCache(
+            image_cache_dir(self.settings, site),
+            self.settings.image_cache_bytes,
+            lambda: self.images_in_use(site.name),
+        )
+
+    def images_in_use(self, site: str) -> set[str]:
+        """Digests of the cached images that unfinished jobs of ``site`` run."""
+        waiting = [state.value for state in JobState if not state.terminal]
+        with self.db.session() as session:
+            folders = session.scalars(
+                select(ComputeJob.workdir).where(
+                    ComputeJob.site == site, ComputeJob.state.in_(waiting)
+                )
+            ).all()
+        digests = set()
+        for folder in folders:
+            try:
+                digests.add((Path(folder) / ".mantik" / DIGEST_MARKER).read_text().strip())
+            except OSError:
+                continue
+        return digests
 
     def submit(self, username: str, submission: Submission) -> Submitted:
         self.require(username, submission.experiment_id, "update")
@@ -171,7 +213,7 @@ class ComputeService:
         config, command, entry_point, project_dir = self._prepare(submission, staging)
         site = self.site_for(config)
         driver = self.driver(site.name)
-        image = self._image(config, project_dir)
+        image = self._image(config, project_dir, site, submission.image_digest)
         parameters = {k: str(v) for k, v in submission.parameters.items()}
         run = self.runs.create(
             submission.experiment_id,
@@ -207,9 +249,20 @@ class ComputeService:
             shutil.rmtree(workdir, ignore_errors=True)
             raise
 
-    def _image(self, config: BackendConfig, project_dir: Path) -> str | None:
+    def _image(
+        self, config: BackendConfig, project_dir: Path, site: SiteConfig, digest: str | None
+    ) -> Image | None:
+        if digest is not None:
+            return self._cached_image(config, site, digest)
         if config.remote_image:
-            return config.remote_image
+            if site.driver != "unicore" and not Path(config.remote_image).is_file():
+                raise ComputeError(
+                    400,
+                    f"RemoteImage {config.remote_image!r} does not exist on site {site.name!r}. "
+                    "Copy the image there first, or set SingularityImage to a local image "
+                    "file to have it uploaded.",
+                )
+            return Image(config.remote_image)
         if config.singularity_image:
             local = _inside(project_dir, config.singularity_image, "SingularityImage")
             if not local.is_file():
@@ -219,8 +272,26 @@ class ComputeService:
                     "project. Put it in the project folder, or set RemoteImage to a path on "
                     "the site.",
                 )
-            return str(local.relative_to(project_dir))
+            return Image(str(local.relative_to(project_dir)), in_project=True)
         return None
+
+    def _cached_image(self, config: BackendConfig, site: SiteConfig, digest: str) -> Image:
+        check_digest(digest)
+        if config.remote_image:
+            raise ComputeError(
+                400, "image_digest and RemoteImage exclude each other: send only one of them."
+            )
+        path = self.image_cache(site).use(digest)
+        if path is None:
+            raise ComputeError(
+                400,
+                f"The platform holds no image with sha256 {digest} for site {site.name!r}: "
+                f"upload it first (PUT /compute-backend/images/{digest}?site={site.name}); "
+                "mantik's client does this by itself.",
+            )
+        if site.driver == "unicore":  # the site cannot see the cache: the job takes a copy
+            return Image(f"../{STAGED_IMAGE}", digest=digest, stage_from=path)
+        return Image(str(path), digest=digest)
 
     def _hand_over(
         self,
@@ -234,7 +305,7 @@ class ComputeService:
         entry_point: str,
         project_dir: Path,
         workdir: Path,
-        image: str | None,
+        image: Image | None,
     ) -> Submitted:
         run_id = run.info.run_id
         workdir.mkdir(mode=0o700, parents=True)
@@ -246,8 +317,9 @@ class ComputeService:
         )
         tracking_uri = site.tracking_uri or self.settings.job_tracking_uri or self.settings.base_url
         remote = site.driver == "unicore"
-        if image and not config.remote_image and not remote:
-            image = str(workdir / "project" / image)
+        image_path = image.path if image else None
+        if image and image.in_project and not remote:
+            image_path = str(workdir / "project" / image.path)
         spec = JobSpec(
             run_id=run_id,
             experiment_id=submission.experiment_id,
@@ -257,11 +329,14 @@ class ComputeService:
             tracking_uri=tracking_uri,
             artifact_url=RunStore.proxied_artifact_url(run, tracking_uri),
             config=config,
-            image=image,
+            image=image_path,
+            image_file=image.stage_from if image else None,
             project=submission.project,
             site_chooses_workdir=remote,
         )
         driver.write_job(spec, token)
+        if image and image.digest:  # keeps the cached image from eviction while the job lives
+            (spec.mantik_dir / DIGEST_MARKER).write_text(image.digest)
         (spec.mantik_dir / "backend-config.json").write_text(json.dumps(config.to_wire(), indent=2))
         self.runs.log_artifact(run_id, spec.mantik_dir / "backend-config.json", "mantik")
         self.runs.log_artifact(run_id, spec.script_path, "mantik")

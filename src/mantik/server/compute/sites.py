@@ -20,6 +20,9 @@ class SiteConfig(BaseModel):
     driver: Literal["local", "slurm", "unicore"]
     # Where job folders live; for SLURM a filesystem the platform and the nodes share.
     work_root: Path | None = None
+    # Where the site's Apptainer images are cached (one file per sha256); for SLURM a
+    # filesystem the nodes see. Default: next to the job folders.
+    image_cache: Path | None = None
     # The URL compute nodes use to reach the platform (default: the platform's base URL).
     tracking_uri: str | None = None
     # SLURM: default partition, extra sbatch arguments fixed by the admin.
@@ -50,3 +53,13 @@ def configured_sites(settings: ServerSettings) -> dict[str, SiteConfig]:
 
 def work_root(settings: ServerSettings, site: SiteConfig) -> Path:
     return site.work_root or (settings.data_dir / "jobs" / site.name)
+
+
+def image_cache_dir(settings: ServerSettings, site: SiteConfig) -> Path:
+    """The site's image cache. UNICORE sites cache on the platform (images go to the site
+    with each job); local and SLURM sites run the cached file in place."""
+    if site.image_cache is not None:
+        return site.image_cache
+    if site.work_root is not None and site.driver != "unicore":
+        return site.work_root / ".images"  # run ids are hex: no job folder is called that
+    return settings.data_dir / "images" / site.name

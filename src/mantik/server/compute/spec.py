@@ -7,6 +7,10 @@ from pathlib import Path
 
 from mantik.compute.config import BackendConfig
 
+# The name under which a driver that copies the image to the site (UNICORE) stores it in
+# the job folder, next to project/.
+STAGED_IMAGE = "mantik-image.sif"
+
 
 @dataclass(frozen=True)
 class JobSpec:
@@ -19,6 +23,8 @@ class JobSpec:
     artifact_url: str | None  # where the wrapper PUTs the log (None: the platform does it)
     config: BackendConfig
     image: str | None = None  # image path on the site (None: no container)
+    # A platform file the driver must copy to the site as ``image`` (UNICORE), else None.
+    image_file: Path | None = None
     project: str | None = None  # accounting project (SLURM --account, UNICORE Project)
     extra_env: dict[str, str] = field(default_factory=dict)
     # True where the site creates the job folder (UNICORE): paths are relative to it.

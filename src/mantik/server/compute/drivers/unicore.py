@@ -26,7 +26,7 @@ from mantik.server.compute.drivers.base import (
     SiteCredentials,
     TrackedJob,
 )
-from mantik.server.compute.spec import JobSpec
+from mantik.server.compute.spec import STAGED_IMAGE, JobSpec
 from mantik.server.compute.states import JobState, Observation
 from mantik.server.compute.wrapper import TOKEN_FILE
 
@@ -153,6 +153,8 @@ class UnicoreDriver(Driver):
             TOKEN_FILE: str(spec.mantik_dir / TOKEN_FILE),
             ARCHIVE: str(archive),
         }
+        if spec.image_file is not None:  # streamed from the platform's cache, once per job
+            inputs[STAGED_IMAGE] = str(spec.image_file)
         try:
             job = client.new_job(job_description(spec), inputs=inputs)
         except Exception as exc:

@@ -1,0 +1,224 @@
+"""Content-addressed Apptainer images: one cache folder per site, one file per sha256.
+
+An upload is streamed to a temporary file inside the cache folder while it is hashed, in
+blocks of a few MiB, so memory does not grow with the image. Only when the digest matches
+the one the client named is the file renamed to ``<sha256>.sif`` (atomic on one
+filesystem): a broken, partial or altered upload never becomes a cache entry. The cache is
+kept under its size limit by evicting the least recently used images (``mtime`` is bumped
+on every use), never one that a job still waiting or running needs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import fcntl
+import hashlib
+import os
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from mantik.server.compute.errors import ComputeError
+
+SUFFIX = ".sif"
+# Written into a job's .mantik folder: which cached image the job runs (see in_use).
+DIGEST_MARKER = "image-digest"
+_DIGEST = re.compile(r"[0-9a-f]{64}")
+_BLOCK = 4 * 1024 * 1024  # hashed and written per thread hand-off
+_ZEROS = bytes(_BLOCK)
+_STALE_SECONDS = 3600  # a temporary file nobody wrote to for this long is a dead upload
+
+
+def check_digest(value: str) -> str:
+    if not _DIGEST.fullmatch(value):
+        raise ComputeError(
+            400, f"{value[:80]!r} is not a sha256 digest (64 lower-case hexadecimal digits)."
+        )
+    return value
+
+
+def too_large(limit: int, setting: str) -> ComputeError:
+    return ComputeError(
+        413,
+        f"The image is larger than this platform accepts ({limit} bytes, {setting}). Copy it "
+        "to the site yourself and set RemoteImage to its path there, instead of "
+        "SingularityImage.",
+    )
+
+
+@dataclass(frozen=True)
+class StoredImage:
+    digest: str
+    path: Path
+    size: int
+
+
+class _Upload:
+    """One image being received: a temporary file and the running hash (blocking calls)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.path = folder / f"{uuid.uuid4().hex}.part"
+        self._file = self.path.open("xb")
+        self._hash = hashlib.sha256()
+        self.size = 0
+
+    def write(self, block: bytes | bytearray) -> None:
+        self._hash.update(block)
+        self.size += len(block)
+        try:
+            # Zero blocks become holes, as `cp --sparse` makes them: sparse images (and the
+            # zero padding of real ones) take no disk space in the cache.
+            if len(block) == _BLOCK and block == _ZEROS:
+                self._file.seek(len(block), os.SEEK_CUR)
+            else:
+                self._file.write(block)
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise ComputeError(
+                    507,
+                    "The platform's image cache has no disk space left. Try again later, ask "
+                    "the platform admin, or copy the image to the site and set RemoteImage.",
+                ) from exc
+            raise
+
+    def finish(self) -> str:
+        """Close the file (with its full length, trailing hole included); the digest."""
+        self._file.truncate(self.size)
+        self._file.close()
+        return self._hash.hexdigest()
+
+    def abort(self) -> None:
+        self._file.close()
+        self.path.unlink(missing_ok=True)
+
+
+class ImageCache:
+    """The images held for one site. ``in_use`` returns the digests of unfinished jobs."""
+
+    def __init__(self, root: Path, limit: int, in_use: Callable[[], set[str]]) -> None:
+        self.root = root
+        self.limit = limit
+        self._in_use = in_use
+        self._incoming = root / ".incoming"
+
+    def path(self, digest: str) -> Path:
+        return self.root / f"{check_digest(digest)}{SUFFIX}"
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Across workers: no image is evicted between being found and being touched."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with (self.root / ".lock").open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            yield
+
+    def use(self, digest: str) -> Path | None:
+        """The cached image, marked as just used; None when it is not held."""
+        path = self.path(digest)
+        with self._locked():
+            try:
+                os.utime(path)
+            except FileNotFoundError:
+                return None
+        return path
+
+    def admit(self, size: int, max_bytes: int) -> None:
+        """Refuse an upload whose declared size is over the limits, before reading it."""
+        limit, setting = self._limit(max_bytes)
+        if size > limit:
+            raise too_large(limit, setting)
+
+    def _limit(self, max_bytes: int) -> tuple[int, str]:
+        return min((max_bytes, "max_image_bytes"), (self.limit, "image_cache_bytes"))
+
+    async def receive(
+        self, digest: str, chunks: AsyncIterator[bytes], max_bytes: int
+    ) -> StoredImage:
+        """Store the streamed image if its sha256 is ``digest``; else keep nothing."""
+        check_digest(digest)
+        limit, setting = self._limit(max_bytes)
+        upload = await asyncio.to_thread(self._begin)
+        pending: asyncio.Future[None] | None = None
+        block = bytearray()
+        received = 0
+        try:
+            async for chunk in chunks:
+                received += len(chunk)
+                if received > limit:
+                    raise too_large(limit, setting)
+                block += chunk
+                if len(block) >= _BLOCK:
+                    # Hash and write the previous block in a thread while this one fills.
+                    if pending is not None:
+                        await pending
+                    head, block = bytes(block[:_BLOCK]), block[_BLOCK:]
+                    pending = asyncio.ensure_future(asyncio.to_thread(upload.write, head))
+            if pending is not None:
+                await pending
+                pending = None
+            if block:
+                await asyncio.to_thread(upload.write, block)
+            return await asyncio.to_thread(self._commit, upload, digest)
+        except BaseException:
+            if pending is not None:
+                await asyncio.wait([pending])  # the thread must be done with the file
+            upload.abort()
+            raise
+
+    def _begin(self) -> _Upload:
+        self._incoming.mkdir(parents=True, exist_ok=True)
+        stale = time.time() - _STALE_SECONDS
+        for leftover in self._incoming.glob("*.part"):  # from a worker that was killed
+            with contextlib.suppress(FileNotFoundError):
+                if leftover.stat().st_mtime < stale:
+                    leftover.unlink()
+        return _Upload(self._incoming)
+
+    def _commit(self, upload: _Upload, digest: str) -> StoredImage:
+        actual = upload.finish()
+        if actual != digest:
+            upload.abort()
+            raise ComputeError(
+                400,
+                f"The uploaded image has sha256 {actual}, not {digest}: it was changed or "
+                "damaged on the way. Nothing was stored; send it again.",
+            )
+        target = self.path(digest)
+        upload.path.chmod(0o644)  # jobs read it, possibly as another process
+        with self._locked():
+            os.replace(upload.path, target)
+        self.evict(keep=digest)
+        return StoredImage(digest, target, upload.size)
+
+    def entries(self) -> list[tuple[int, int, str]]:
+        """(last use in ns, size, digest) of every held image, least recently used first."""
+        found = []
+        for path in self.root.glob(f"*{SUFFIX}"):
+            with contextlib.suppress(FileNotFoundError):
+                info = path.stat()
+                found.append((info.st_mtime_ns, info.st_size, path.stem))
+        return sorted(found)
+
+    def evict(self, keep: str | None = None) -> list[str]:
+        """Remove least recently used images until the cache fits its limit; the digests."""
+        evicted: list[str] = []
+        with self._locked():
+            entries = self.entries()
+            total = sum(size for _, size, _ in entries)
+            if total <= self.limit:
+                return evicted
+            busy = self._in_use()
+            for _, size, digest in entries:
+                if total <= self.limit:
+                    break
+                if digest == keep or digest in busy:
+                    continue
+                (self.root / f"{digest}{SUFFIX}").unlink(missing_ok=True)
+                total -= size
+                evicted.append(digest)
+        return evicted
