@@ -38,9 +38,7 @@ def check(
     try:
         config = load_backend_config(file)
     except ConfigurationError as exc:
-        from rich.markup import escape
-
-        fail(escape(str(exc)))  # the message quotes the user's values: no markup in them
+        fail(str(exc))  # fail() escapes markup: the message quotes the user's values
     typer.echo(f"{file} is valid")
     typer.echo(_summary(config))
 
