@@ -32,6 +32,10 @@ expected=__EXPECTED__
 if [ -n "$expected" ] && [ "$image" != "$expected" ]; then
   fail "image $image is not the cached image $expected"
 fi
+cache=__CACHE__
+if [ -n "$cache" ] && ! [[ "$image" =~ ^"$cache"/[0-9a-f]{64}\.sif$ ]]; then
+  fail "image $image is not a cached image in $cache"
+fi
 echo "stand-in apptainer: run --cleanenv ${options[*]:-} $image"
 inside=(PATH="$PATH" HOME="$HOME")
 for name in $(compgen -e); do
@@ -67,9 +71,13 @@ def _write(path: Path, text: str) -> Path:
     return path
 
 
-def runner(bin_dir: Path, expected_image: Path | None = None) -> Path:
-    """An ``apptainer`` that checks a run line (and the image path, when given) and runs."""
+def runner(
+    bin_dir: Path, expected_image: Path | None = None, cache_dir: Path | None = None
+) -> Path:
+    """An ``apptainer`` that checks a run line and runs it; and, when given, that the image
+    is ``expected_image`` or a ``<sha256>.sif`` in ``cache_dir``."""
     text = _RUN.replace("__EXPECTED__", shlex.quote(str(expected_image or "")))
+    text = text.replace("__CACHE__", shlex.quote(str(cache_dir or "")))
     return _write(bin_dir / "apptainer", text)
 
 
