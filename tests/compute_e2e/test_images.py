@@ -116,6 +116,40 @@ def test_image_is_sent_once_and_run_with_apptainer(
     assert client.wait(second.run_id, timeout=120, interval=0.5).run_status == "FINISHED"
 
 
+def test_docker_env_project_is_converted_sent_and_run(
+    sqlite_platform: PlatformProcess,
+    monkeypatch: pytest.MonkeyPatch,
+    make_project: Callable[..., Path],
+    tmp_path: Path,
+) -> None:
+    sign_in(monkeypatch, sqlite_platform)
+    experiment = mlflow.create_experiment("from-docker")
+    # The client converts with stand-in docker and apptainer; the job runs a stand-in too.
+    calls = tmp_path / "calls.txt"
+    apptainer.docker(tmp_path / "client-bin", calls, "acme/train:v1", "cd" * 32)
+    apptainer.builder(tmp_path / "client-bin", calls)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'client-bin'}:{os.environ['PATH']}")
+    apptainer.runner(tmp_path / "job-bin", cache_dir=sqlite_platform.data_dir / "images" / "local")
+    project = make_project("echo converted", image_config(tmp_path / "job-bin"))
+    (project / "MLproject").write_text(
+        "name: d\ndocker_env:\n  image: acme/train:v1\nentry_points:\n  main:\n"
+        "    command: echo converted\n"
+    )
+    client = mantik.ComputeBackendClient.from_env()
+    submitted = client.submit_run(experiment, {}, project, "backend.json")
+    built = b"SIF built from docker-daemon://acme/train:v1\n"
+    assert submitted.image_bytes_sent == len(built)
+    info = client.wait(submitted.run_id, timeout=120, interval=0.5)
+    log = client.get_logs(submitted.run_id)
+    assert info.run_status == "FINISHED", log
+    digest = hashlib.sha256(built).hexdigest()
+    assert (
+        f"stand-in apptainer: run --cleanenv  {sqlite_platform.data_dir}/images/local/{digest}.sif"
+        in log
+    )
+    assert "converted" in log
+
+
 def test_interrupted_or_wrong_upload_leaves_nothing_and_a_retry_succeeds(
     sqlite_platform: PlatformProcess, tmp_path: Path
 ) -> None:
