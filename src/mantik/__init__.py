@@ -10,6 +10,7 @@ from mantik._exceptions import (
     PasswordChangeRequired,
     PlatformError,
     PlatformUnreachable,
+    RunTimeout,
 )
 from mantik._version import __version__
 from mantik.client._compute import ComputeBackendClient, RunInfo, SubmittedRun
@@ -25,6 +26,7 @@ __all__ = [
     "PlatformError",
     "PlatformUnreachable",
     "RunInfo",
+    "RunTimeout",
     "SubmittedRun",
     "__version__",
     "init_tracking",

@@ -8,7 +8,8 @@ Hierarchy::
     ├── AuthenticationError       the platform refused the credentials or token
     │   └── PasswordChangeRequired
     ├── PlatformError             the platform answered with an error (has .status_code)
-    └── PlatformUnreachable       no answer from the platform (network, TLS)
+    ├── PlatformUnreachable       no answer from the platform (network, TLS)
+    └── RunTimeout                a run did not end within the time waited for it
 
 Third-party errors (httpx) are translated in one place, ``mantik.client._http``.
 """
@@ -51,3 +52,7 @@ class PasswordChangeRequired(AuthenticationError):
 
 class PlatformUnreachable(MantikError):
     """The platform could not be reached."""
+
+
+class RunTimeout(MantikError):
+    """A run did not end within the time waited for it (it keeps running)."""

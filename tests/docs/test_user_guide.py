@@ -30,4 +30,4 @@ def test_user_guide_examples_run(
     namespace: dict[str, object] = {"DEMO_PROJECT": DEMO}
     for number, block in enumerate(python_blocks(GUIDE.read_text()), start=1):
         code = compile(block, f"{GUIDE.name} block {number}", "exec")
-        exec(code, namespace)  # noqa: S102 (our own documentation)
+        exec(code, namespace)  # our own documentation

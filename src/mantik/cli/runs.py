@@ -17,7 +17,7 @@ from typer.core import TyperGroup
 
 from mantik._exceptions import ConfigurationError
 from mantik.cli._output import err, fail, out
-from mantik.server.compute.states import JobState  # stdlib only: no server dependency
+from mantik.compute.states import JobState  # stdlib only: no server dependency
 
 if TYPE_CHECKING:
     from rich.table import Table

@@ -13,7 +13,12 @@ from typing import IO, Any
 
 import httpx
 
-from mantik._exceptions import ConfigurationError, MissingEnvironmentError, PlatformError
+from mantik._exceptions import (
+    ConfigurationError,
+    MissingEnvironmentError,
+    PlatformError,
+    RunTimeout,
+)
 from mantik.client import _env, _http, _images, _tokens
 from mantik.compute.archive import zip_project_to_tempfile
 from mantik.compute.config import BackendConfig, load_backend_config
@@ -425,7 +430,7 @@ class ComputeBackendClient:
             if info.done:
                 return info
             if deadline is not None and time.monotonic() > deadline:
-                raise PlatformError(
+                raise RunTimeout(
                     f"Run {run_id} did not finish within {timeout} s (state {info.state})."
                 )
             time.sleep(interval)

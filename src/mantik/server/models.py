@@ -82,7 +82,7 @@ class ComputeJob(Base):
     username: Mapped[str] = mapped_column(String(64), index=True)
     site: Mapped[str] = mapped_column(String(64), index=True)
     job_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
-    # Scheduler-neutral state (see mantik.server.compute.states.JobState).
+    # Scheduler-neutral state (see mantik.compute.states.JobState).
     state: Mapped[str] = mapped_column(String(32), index=True)
     reason: Mapped[str | None] = mapped_column(String(1024), nullable=True)
     exit_code: Mapped[int | None] = mapped_column(Integer, nullable=True)

@@ -45,7 +45,7 @@ class RunView(BaseModel):
 
     @classmethod
     def of(cls, job: ComputeJob) -> RunView:
-        from mantik.server.compute.states import JobState
+        from mantik.compute.states import JobState
 
         return cls(
             run_id=job.run_id,

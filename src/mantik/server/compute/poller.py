@@ -16,9 +16,9 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from mantik.compute.states import JobState, Observation
 from mantik.server.compute.drivers import DriverError, TrackedJob
 from mantik.server.compute.service import ComputeService
-from mantik.server.compute.states import JobState, Observation
 from mantik.server.models import ComputeJob, utcnow
 
 log = logging.getLogger("mantik.poller")

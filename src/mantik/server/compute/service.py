@@ -17,6 +17,7 @@ from mantik._exceptions import ConfigurationError
 from mantik.compute.archive import UnsafeArchive, safe_extract
 from mantik.compute.config import BackendConfig, load_backend_config, validate_backend_config
 from mantik.compute.project import load_project
+from mantik.compute.states import JobState, Observation
 from mantik.server.compute.drivers import (
     Driver,
     DriverError,
@@ -29,7 +30,6 @@ from mantik.server.compute.images import DIGEST_MARKER, ImageCache, check_digest
 from mantik.server.compute.runs import RunStore
 from mantik.server.compute.sites import SiteConfig, configured_sites, image_cache_dir, work_root
 from mantik.server.compute.spec import STAGED_IMAGE, JobSpec
-from mantik.server.compute.states import JobState, Observation
 from mantik.server.config import ServerSettings
 from mantik.server.db import Database
 from mantik.server.identity.service import IdentityService

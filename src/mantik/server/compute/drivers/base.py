@@ -10,9 +10,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mantik.compute.states import JobState, Observation
 from mantik.server.compute.sites import SiteConfig
 from mantik.server.compute.spec import JobSpec
-from mantik.server.compute.states import JobState, Observation
 from mantik.server.compute.wrapper import TOKEN_FILE, render_wrapper
 from mantik.server.identity.keys import write_secret_file
 

@@ -8,6 +8,7 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
+from mantik.compute.states import JobState, Observation
 from mantik.server.compute.drivers.base import (
     Driver,
     DriverError,
@@ -16,7 +17,6 @@ from mantik.server.compute.drivers.base import (
     job_environment,
 )
 from mantik.server.compute.spec import JobSpec
-from mantik.server.compute.states import JobState, Observation
 
 
 def _running_script(pid: int) -> Path | None:

@@ -11,6 +11,7 @@ import subprocess
 from collections.abc import Sequence
 
 from mantik.compute.config import slurm_memory, slurm_time
+from mantik.compute.states import JobState, Observation
 from mantik.server.compute.drivers.base import (
     Driver,
     DriverError,
@@ -20,7 +21,6 @@ from mantik.server.compute.drivers.base import (
 )
 from mantik.server.compute.sites import SiteConfig
 from mantik.server.compute.spec import JobSpec
-from mantik.server.compute.states import JobState, Observation
 
 # Values that reach sbatch must be plain tokens: no whitespace, quotes or newlines.
 _SAFE_VALUE = re.compile(r"[A-Za-z0-9_.,:@%&|!()\[\]*+=/-]+")

@@ -20,6 +20,7 @@ from pyunicore.credentials import UsernamePassword
 
 from mantik.compute.archive import write_project_zip
 from mantik.compute.config import unicore_memory, unicore_runtime
+from mantik.compute.states import JobState, Observation
 from mantik.server.compute.drivers.base import (
     Driver,
     DriverError,
@@ -27,7 +28,6 @@ from mantik.server.compute.drivers.base import (
     TrackedJob,
 )
 from mantik.server.compute.spec import STAGED_IMAGE, JobSpec
-from mantik.server.compute.states import JobState, Observation
 from mantik.server.compute.wrapper import TOKEN_FILE
 
 SCRIPT = "mantik-job.sh"
