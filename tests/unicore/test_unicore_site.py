@@ -20,6 +20,7 @@ import pytest
 
 import mantik
 from tests.compute_e2e.conftest import sign_in
+from tests.support import apptainer
 from tests.support.platform import PlatformProcess, start_platform
 from tests.support.services import require_slurm
 from tests.support.unicore_gateway import UnicoreGateway
@@ -212,3 +213,32 @@ def test_urls_off_the_allow_list_are_never_contacted(
     assert listener.connections == 0
     assert len(gateway.requests) == requests_before
     assert mlflow.search_runs([unicore_env], run_view_type=3, output_format="list") == []
+
+
+def test_image_is_sent_once_and_staged_with_each_job(
+    unicore_env: str, project: Path, gateway: UnicoreGateway, tmp_path: Path
+) -> None:
+    # The platform keeps the image in its cache (UNICORE storage is per job here) and the
+    # driver streams it into each job's folder; the job runs a stand-in apptainer (real
+    # Apptainer cannot run here) that checks it is handed that copy.
+    apptainer.runner(tmp_path / "bin", expected_image=Path("../mantik-image.sif"))
+    config = json.loads((project / "unicore-config.json").read_text())
+    config["SingularityImage"] = "image.sif"
+    config["PreRunCommands"] = [f"export PATH={tmp_path / 'bin'}:$PATH"]
+    (project / "image-config.json").write_text(json.dumps(config))
+    image = os.urandom(3 * 1024 * 1024)
+    (project / "image.sif").write_bytes(image)
+    client = mantik.ComputeBackendClient.from_env()
+    sent = []
+    for _ in range(2):
+        submitted = client.submit_run(
+            unicore_env, {"seconds": 0}, project, "image-config.json", entry_point="sleep"
+        )
+        job = gateway.wait_for(submitted.job_id, timeout=120)
+        log = (job.workdir / ".mantik" / "job.log").read_text()
+        assert job.status == "SUCCESSFUL", log
+        assert "stand-in apptainer: run --cleanenv  ../mantik-image.sif" in log
+        assert (job.workdir / "mantik-image.sif").read_bytes() == image
+        assert not (job.workdir / "project" / "image.sif").exists()
+        sent.append(submitted.image_bytes_sent)
+    assert sent == [len(image), 0]
