@@ -44,6 +44,7 @@ class ServerSettings(BaseSettings):
     sites_file: Path | None = None
     job_tracking_uri: str | None = None
     max_upload_bytes: int = Field(default=20 * 1024**3, ge=1024)
+    max_unpacked_bytes: int = Field(default=20 * 1024**3, ge=1024)  # a project, unzipped
     # Apptainer images (PUT /compute-backend/images/{sha256}): the largest one accepted, and
     # how much each site's image cache may hold before least-recently-used images go.
     max_image_bytes: int = Field(default=50 * 1024**3, ge=1024)

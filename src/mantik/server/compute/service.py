@@ -38,6 +38,7 @@ from mantik.server.models import ComputeJob
 from mantik.server.tracking.permissions import can_access
 
 DEFAULT_RUNTIME_SECONDS = 24 * 3600
+_MAX_RATIO = 1100
 
 
 @dataclass(frozen=True)
@@ -189,7 +190,14 @@ class ComputeService:
         """Unpack and validate everything; returns config, command, entry point, project dir."""
         project_dir = staging / "project"
         try:
-            safe_extract(submission.archive, project_dir)
+            # Deflate cannot exceed ≈ 1032:1, and the unpacked size is capped while writing:
+            # a zero-filled data file (1000:1) is legitimate, a bomb still hits the cap.
+            safe_extract(
+                submission.archive,
+                project_dir,
+                max_bytes=self.settings.max_unpacked_bytes,
+                max_ratio=_MAX_RATIO,
+            )
         except UnsafeArchive as exc:
             raise ComputeError(400, f"The uploaded project was refused: {exc}") from exc
         try:
