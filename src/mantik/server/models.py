@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import Boolean, DateTime, ForeignKey, Integer, String
+from sqlalchemy import BigInteger, Boolean, DateTime, ForeignKey, Integer, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -93,3 +93,47 @@ class ComputeJob(Base):
     submitted_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+# --- offline tracking (mantik.server.compute.offline_sync) --------------------------------
+
+
+class OfflineSync(Base):
+    """How a submitted run is tracked, and how far the platform synced its job's snapshots."""
+
+    __tablename__ = "mantik_offline_sync"
+
+    run_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    tracking: Mapped[str] = mapped_column(String(16))  # what the job chose: online | offline
+    # The snapshot synced completely last (its mtime): an unchanged snapshot is not re-read.
+    snapshot_mtime_ns: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    newest_point_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    synced_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    final_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    error: Mapped[str | None] = mapped_column(String(1024), nullable=True)
+
+
+class OfflineRun(Base):
+    """A run of a job's local store and the central run it goes to (the job's own, a child)."""
+
+    __tablename__ = "mantik_offline_runs"
+
+    job_run_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    local_run_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    central_run_id: Mapped[str] = mapped_column(String(32))
+    # High-water mark: the local ``metrics`` rows up to this rowid are in the central run.
+    metric_rowid: Mapped[int] = mapped_column(BigInteger, default=0)
+    ended: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class OfflineItem(Base):
+    """One thing synced once, or again when its fingerprint changes: an artifact file, a
+    logged model, a dataset input, a model output."""
+
+    __tablename__ = "mantik_offline_items"
+
+    job_run_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    local_key: Mapped[str] = mapped_column(String(1024), primary_key=True)
+    central_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    fingerprint: Mapped[str | None] = mapped_column(String(255), nullable=True)
