@@ -30,7 +30,6 @@ SUFFIX = ".sif"
 DIGEST_MARKER = "image-digest"
 _DIGEST = re.compile(r"[0-9a-f]{64}")
 _BLOCK = 4 * 1024 * 1024  # hashed and written per thread hand-off
-_ZEROS = bytes(_BLOCK)
 _STALE_SECONDS = 3600  # a temporary file nobody wrote to for this long is a dead upload
 
 
@@ -67,16 +66,18 @@ class _Upload:
         self._hash = hashlib.sha256()
         self.size = 0
 
-    def write(self, block: bytes | bytearray) -> None:
-        self._hash.update(block)
-        self.size += len(block)
+    def write(self, chunks: list[bytes]) -> None:
         try:
-            # Zero blocks become holes, as `cp --sparse` makes them: sparse images (and the
-            # zero padding of real ones) take no disk space in the cache.
-            if len(block) == _BLOCK and block == _ZEROS:
-                self._file.seek(len(block), os.SEEK_CUR)
-            else:
-                self._file.write(block)
+            for chunk in chunks:
+                self._hash.update(chunk)
+                self.size += len(chunk)
+                # All-zero chunks become holes, as with `cp --sparse`: sparse images (and the
+                # zero padding of real ones) take no disk space in the cache. (lstrip costs
+                # nothing for a chunk that starts with data: it returns the chunk itself.)
+                if chunk.lstrip(b"\0"):
+                    self._file.write(chunk)
+                else:
+                    self._file.seek(len(chunk), os.SEEK_CUR)
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise ComputeError(
@@ -144,20 +145,21 @@ class ImageCache:
         limit, setting = self._limit(max_bytes)
         upload = await asyncio.to_thread(self._begin)
         pending: asyncio.Future[None] | None = None
-        block = bytearray()
-        received = 0
+        block: list[bytes] = []  # chunks as the server received them: no copies
+        size = received = 0
         try:
             async for chunk in chunks:
                 received += len(chunk)
                 if received > limit:
                     raise too_large(limit, setting)
-                block += chunk
-                if len(block) >= _BLOCK:
+                block.append(chunk)
+                size += len(chunk)
+                if size >= _BLOCK:
                     # Hash and write the previous block in a thread while this one fills.
                     if pending is not None:
                         await pending
-                    head, block = bytes(block[:_BLOCK]), block[_BLOCK:]
-                    pending = asyncio.ensure_future(asyncio.to_thread(upload.write, head))
+                    pending = asyncio.ensure_future(asyncio.to_thread(upload.write, block))
+                    block, size = [], 0
             if pending is not None:
                 await pending
                 pending = None
