@@ -17,7 +17,7 @@ from starlette.requests import ClientDisconnect
 
 from mantik.server.api.deps import CurrentUser
 from mantik.server.compute.errors import ComputeError
-from mantik.server.compute.images import ImageCache
+from mantik.server.compute.images import ImageCache, check_digest
 from mantik.server.compute.service import ComputeService
 
 PREFIX = "/compute-backend/images/"
@@ -78,6 +78,7 @@ async def put_image(
     target = service.site_of(site, unicore_api_url)
     cache = service.image_cache(target)
     max_bytes = request.app.state.settings.max_image_bytes
+    check_digest(digest)
     chunks = request.stream()
     try:
         declared = request.headers.get("content-length", "")

@@ -207,7 +207,13 @@ class ImageCache:
         return sorted(found)
 
     def evict(self, keep: str | None = None) -> list[str]:
-        """Remove least recently used images until the cache fits its limit; the digests."""
+        """Remove least recently used images until the cache fits its limit; the digests.
+
+        Sizes are apparent sizes (holes count), so the limit holds whatever the filesystem.
+        A submission marks its image as used before its job is recorded: in that short
+        window only being the most recently used protects it, which suffices unless every
+        other image is in use too.
+        """
         evicted: list[str] = []
         with self._locked():
             entries = self.entries()
