@@ -113,6 +113,11 @@ class _Recorder(BaseHTTPRequestHandler):
 
     do_POST = do_PUT = _record
 
+    def do_GET(self) -> None:  # the wrapper's reachability probe (Tracking "auto")
+        self.send_response(200 if self.path == "/api/mantik/health" else 404)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
     def log_message(self, *args: object) -> None:
         pass
 

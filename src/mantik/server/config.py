@@ -52,6 +52,8 @@ class ServerSettings(BaseSettings):
     # A job token lives for the job's Runtime plus this allowance for queueing.
     job_queue_allowance_hours: int = Field(default=7 * 24, ge=1)
     poll_seconds: float = Field(default=2.0, gt=0)
+    # Offline tracking: how often a job's node publishes a snapshot of its local store.
+    offline_snapshot_seconds: float = Field(default=10.0, ge=0.5)
 
     access_token_minutes: int = Field(default=60, ge=1, le=24 * 60)
     refresh_token_days: int = Field(default=30, ge=1, le=365)

@@ -341,6 +341,7 @@ class ComputeService:
             image_file=image.stage_from if image else None,
             project=submission.project,
             site_chooses_workdir=remote,
+            snapshot_seconds=self.settings.offline_snapshot_seconds,
         )
         driver.write_job(spec, token)
         if image and image.digest:  # keeps the cached image from eviction while the job lives

@@ -29,6 +29,8 @@ class JobSpec:
     extra_env: dict[str, str] = field(default_factory=dict)
     # True where the site creates the job folder (UNICORE): paths are relative to it.
     site_chooses_workdir: bool = False
+    # Offline tracking: how often the node publishes a snapshot of the job's local store.
+    snapshot_seconds: float = 10.0
 
     @property
     def mantik_dir(self) -> Path:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import shlex
 from collections.abc import Sequence
 
+from mantik.server.compute import wrapper_offline as offline
 from mantik.server.compute.spec import JobSpec
 
 TOKEN_FILE = "job-token"  # noqa: S105 (a file name)
@@ -25,6 +26,7 @@ _UNSET = (
 
 _FUNCTIONS = r"""
 _mantik_api() {  # METHOD PATH JSON: best effort, the platform's poller is the safety net
+  [ "$MANTIK_TRACKING" != offline ] || return 0  # unreachable: the platform syncs instead
   curl -sS --max-time 30 --retry 3 --retry-connrefused -o /dev/null -X "$1" \
     -H "Authorization: Bearer $MLFLOW_TRACKING_TOKEN" -H 'Content-Type: application/json' \
     --data "$3" "$MLFLOW_TRACKING_URI$2" 2>>"$MANTIK_DIR/api.err" || true
@@ -35,13 +37,14 @@ _mantik_status() {  # STATUS [end]
   _mantik_api POST /api/2.0/mlflow/runs/update "$body}"
 }
 _mantik_upload_log() {
-  [ -n "$MANTIK_LOG_URL" ] || return 0
+  [ -n "$MANTIK_LOG_URL" ] && [ "$MANTIK_TRACKING" != offline ] || return 0
   curl -sS --max-time 300 -o /dev/null -X PUT --data-binary @"$MANTIK_LOG" \
     -H "Authorization: Bearer $MLFLOW_TRACKING_TOKEN" \
     -H 'Content-Type: application/octet-stream' "$MANTIK_LOG_URL" 2>>"$MANTIK_DIR/api.err" || true
 }
 _mantik_finish() {  # EXIT_CODE STATUS
   trap '' TERM INT
+  [ "$MANTIK_TRACKING" != offline ] || _mantik_offline_end
   echo "$1" > "$MANTIK_DIR/exit-code"
   _mantik_api POST /api/2.0/mlflow/runs/set-tag \
     "{\"run_id\": \"$MLFLOW_RUN_ID\", \"key\": \"mantik.exit_code\", \"value\": \"$1\"}"
@@ -106,6 +109,8 @@ def render_wrapper(spec: JobSpec, header: Sequence[str] = (), prologue: Sequence
     ]
     environment = {**config.environment, **spec.extra_env}
     lines += [_export(name, value) for name, value in environment.items()]
+    # Offline tracking changes MLFLOW_TRACKING_URI: decided before a container inherits it.
+    lines += offline.mode_lines(spec)
     if spec.image:
         # --cleanenv drops the host environment; APPTAINERENV_X reaches the container as X
         # without showing values on the command line.
@@ -113,14 +118,18 @@ def render_wrapper(spec: JobSpec, header: Sequence[str] = (), prologue: Sequence
         names += ["MLFLOW_TRACKING_TOKEN", *environment]
         lines += [f'export APPTAINERENV_{name}="${name}"' for name in names]
     lines.append(_FUNCTIONS.strip("\n"))
+    lines += offline.functions(spec)
     lines += [
         "trap _mantik_on_term TERM INT",
         'cd "$MANTIK_DIR/../project" || _mantik_finish 97 FAILED',
         "_mantik_status RUNNING",
+        *offline.start_lines(spec),
         "{",
     ]
     lines += [f"  module load {shlex.quote(module)}" for module in config.modules]
     lines += [f"  {command}" for command in config.pre_run_commands]
+    init = offline.init_lines(spec, run_line(offline.with_init_command(spec)))
+    lines += [f"  {line}" for line in init]
     lines += [
         f"  {run_line(spec)}",
         '} > >(tee -a "$MANTIK_LOG") 2>&1 &',
