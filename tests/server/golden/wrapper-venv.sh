@@ -175,12 +175,13 @@ _mantik_snapshot() {  # a consistent copy of the live store, published atomicall
     2>>"$MANTIK_OFFLINE/snapshot.err" || true
 }
 _mantik_snapshots() {
+  trap 'exit 0' TERM
   while sleep "$MANTIK_SNAPSHOT_SECONDS"; do _mantik_snapshot; done
 }
 _mantik_offline_end() {  # the last snapshot: after the program ended, been killed or timed out
   if [ -n "$_mantik_snapshotter" ]; then
-    pkill -TERM -P "$_mantik_snapshotter" 2>/dev/null
     kill -TERM "$_mantik_snapshotter" 2>/dev/null
+    pkill -TERM -P "$_mantik_snapshotter" 2>/dev/null
     wait "$_mantik_snapshotter" 2>/dev/null
     _mantik_snapshotter=
   fi
