@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -50,10 +52,15 @@ def _sync_mlflow_user(settings: ServerSettings, username: str, is_admin: bool) -
         store.engine.dispose()
 
 
-def _identity_errors() -> type[Exception]:
+@contextmanager
+def _one_line_errors() -> Iterator[None]:
+    """Identity errors (unknown user, weak password, …) as one line, exit code 1."""
     from mantik.server.identity.errors import IdentityError
 
-    return IdentityError
+    try:
+        yield
+    except IdentityError as exc:
+        fail(str(exc))
 
 
 @users.command("create")
@@ -67,12 +74,10 @@ def create(
 ) -> None:
     """Create an account; the user must replace the temporary password at first sign-in."""
     settings, platform = _platform(data_dir, database_uri, auth_database_uri)
-    try:
+    with _one_line_errors():
         password = platform.identity.create_user(
             username, is_admin=admin, temporary_password=temporary_password
         )
-    except _identity_errors() as exc:
-        fail(str(exc))
     _sync_mlflow_user(settings, username, admin)
     out.print(f"Created user {username!r}{' (admin)' if admin else ''}.")
     if temporary_password is None:
@@ -121,6 +126,19 @@ def list_(
     out.print(table)
 
 
+def _set_active(
+    username: str,
+    active: bool,
+    data_dir: object,
+    database_uri: str | None,
+    auth_database_uri: str | None,
+) -> None:
+    _, platform = _platform(data_dir, database_uri, auth_database_uri)
+    with _one_line_errors():
+        platform.identity.set_active(username, active)
+    out.print(f"{'Enabled' if active else 'Disabled'} user {username!r}.")
+
+
 @users.command("disable")
 def disable(
     username: Username,
@@ -129,12 +147,7 @@ def disable(
     auth_database_uri: opts.AuthDatabaseUri = None,
 ) -> None:
     """Disable an account: its tokens stop working (within the auth cache time)."""
-    _, platform = _platform(data_dir, database_uri, auth_database_uri)
-    try:
-        platform.identity.set_active(username, False)
-    except _identity_errors() as exc:
-        fail(str(exc))
-    out.print(f"Disabled user {username!r}.")
+    _set_active(username, False, data_dir, database_uri, auth_database_uri)
 
 
 @users.command("enable")
@@ -145,12 +158,7 @@ def enable(
     auth_database_uri: opts.AuthDatabaseUri = None,
 ) -> None:
     """Enable a disabled account again."""
-    _, platform = _platform(data_dir, database_uri, auth_database_uri)
-    try:
-        platform.identity.set_active(username, True)
-    except _identity_errors() as exc:
-        fail(str(exc))
-    out.print(f"Enabled user {username!r}.")
+    _set_active(username, True, data_dir, database_uri, auth_database_uri)
 
 
 @users.command("reset-password")
@@ -163,10 +171,8 @@ def reset_password(
 ) -> None:
     """Give an account a new temporary password (and end its sessions)."""
     _, platform = _platform(data_dir, database_uri, auth_database_uri)
-    try:
+    with _one_line_errors():
         password = platform.identity.reset_password(username, temporary_password)
-    except _identity_errors() as exc:
-        fail(str(exc))
     out.print(f"Reset the password of {username!r}; it must be replaced at the next sign-in.")
     if temporary_password is None:
         out.print(f"Temporary password: {password}", soft_wrap=True)

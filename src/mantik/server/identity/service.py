@@ -75,14 +75,7 @@ class IdentityService:
     def refresh(self, username: str, refresh_token: str) -> IssuedTokens:
         now = utcnow()
         with self.db.session() as session:
-            row = session.scalar(
-                select(RefreshToken).where(
-                    RefreshToken.token_hash == hash_refresh_token(refresh_token)
-                )
-            )
-            user = session.get(User, row.user_id) if row else None
-            if row is None or user is None or user.username != username:
-                raise errors.InvalidRefreshToken("Refresh token is invalid.")
+            row, user = self._refresh_row(session, username, refresh_token)
             if row.revoked_at is not None:
                 raise errors.InvalidRefreshToken("Refresh token is invalid: it was revoked.")
             if row.rotated_at is not None:
@@ -101,14 +94,7 @@ class IdentityService:
 
     def revoke(self, username: str, refresh_token: str) -> None:
         with self.db.session() as session:
-            row = session.scalar(
-                select(RefreshToken).where(
-                    RefreshToken.token_hash == hash_refresh_token(refresh_token)
-                )
-            )
-            user = session.get(User, row.user_id) if row else None
-            if row is None or user is None or user.username != username:
-                raise errors.InvalidRefreshToken("Refresh token is invalid.")
+            row, _ = self._refresh_row(session, username, refresh_token)
             self._revoke_family(session, row.family, utcnow())
 
     def change_password(self, username: str, password: str, new_password: str) -> None:
@@ -123,11 +109,7 @@ class IdentityService:
             user.password_hash = passwords.hash_password(new_password)
             user.must_change_password = False
             # A new password ends every session that the old one opened.
-            session.execute(
-                update(RefreshToken)
-                .where(RefreshToken.user_id == user.id, RefreshToken.revoked_at.is_(None))
-                .values(revoked_at=utcnow())
-            )
+            self._revoke_all(session, user)
 
     def session_token(self, username: str, password: str) -> tuple[str, float]:
         """A browser session token (cookie) after a password sign-in."""
@@ -202,11 +184,7 @@ class IdentityService:
             user = self._get(session, username)
             user.is_active = active
             if not active:
-                session.execute(
-                    update(RefreshToken)
-                    .where(RefreshToken.user_id == user.id, RefreshToken.revoked_at.is_(None))
-                    .values(revoked_at=utcnow())
-                )
+                self._revoke_all(session, user)
 
     def reset_password(self, username: str, temporary_password: str | None = None) -> str:
         password = temporary_password or passwords.generate_temporary()
@@ -220,11 +198,7 @@ class IdentityService:
             user.must_change_password = True
             user.failed_logins = 0
             user.locked_until = None
-            session.execute(
-                update(RefreshToken)
-                .where(RefreshToken.user_id == user.id, RefreshToken.revoked_at.is_(None))
-                .values(revoked_at=utcnow())
-            )
+            self._revoke_all(session, user)
         return password
 
     def is_admin(self, username: str) -> bool:
@@ -279,6 +253,26 @@ class IdentityService:
             )
         )
         return IssuedTokens(access, datetime.fromtimestamp(expires, UTC), refresh)
+
+    @staticmethod
+    def _refresh_row(
+        session: Session, username: str, refresh_token: str
+    ) -> tuple[RefreshToken, User]:
+        row = session.scalar(
+            select(RefreshToken).where(RefreshToken.token_hash == hash_refresh_token(refresh_token))
+        )
+        user = session.get(User, row.user_id) if row else None
+        if row is None or user is None or user.username != username:
+            raise errors.InvalidRefreshToken("Refresh token is invalid.")
+        return row, user
+
+    @staticmethod
+    def _revoke_all(session: Session, user: User) -> None:
+        session.execute(
+            update(RefreshToken)
+            .where(RefreshToken.user_id == user.id, RefreshToken.revoked_at.is_(None))
+            .values(revoked_at=utcnow())
+        )
 
     @staticmethod
     def _revoke_family(session: Session, family: str, now: datetime) -> None:
