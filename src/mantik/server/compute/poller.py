@@ -18,6 +18,7 @@ from sqlalchemy import select
 
 from mantik.compute.states import JobState, Observation
 from mantik.server.compute.drivers import DriverError, TrackedJob
+from mantik.server.compute.offline_sync import OfflineSyncer
 from mantik.server.compute.service import ComputeService
 from mantik.server.models import ComputeJob, utcnow
 
@@ -37,6 +38,7 @@ class Poller:
     def __init__(self, service: ComputeService) -> None:
         self.service = service
         self.queries = 0  # scheduler queries made, for the benchmark
+        self.offline = OfflineSyncer(service)
 
     def poll_once(self) -> None:
         with self.service.db.session() as session:
@@ -63,6 +65,7 @@ class Poller:
                 seen = observed.get(str(job.job_id)) or self.self_reported(job)
                 if seen is not None:
                     self.apply(job, seen)
+        self.offline.sync_active()  # snapshots of offline jobs into their runs
 
     def self_reported(self, job: ComputeJob) -> Observation | None:
         """For sites we cannot ask without the user's credentials: what the job told MLflow."""
@@ -106,9 +109,12 @@ class Poller:
         status = seen.state.run_status
         # The wrapper reports success or failure itself; scheduler verdicts (time limit,
         # memory, node failure, cancel) are only known here and override what it said.
+        # Offline runs: everything the job logged is in the run before it ends, at the time
+        # the job's own run ended.
+        end_time = self.offline.finish(job, status)
         current = runs.status(job.run_id)
         if current != status or current not in _TERMINAL_RUN_STATUSES:
-            runs.set_status(job.run_id, status, terminal=True)
+            runs.set_status(job.run_id, status, terminal=True, end_time=end_time)
         tags = {"mantik.job.state": seen.state.value}
         if seen.reason:
             tags["mantik.job.reason"] = seen.reason[:5000]

@@ -56,14 +56,21 @@ class RunStore:
     def status(self, run_id: str) -> str:
         return str(self.client.get_run(run_id).info.status)
 
-    def set_status(self, run_id: str, status: str, *, terminal: bool) -> None:
+    def set_status(
+        self, run_id: str, status: str, *, terminal: bool, end_time: int | None = None
+    ) -> None:
+        """``end_time`` (ms) defaults to now; offline runs end when their job's run ended."""
         if terminal:
-            self.client.set_terminated(run_id, status=status, end_time=int(time.time() * 1000))
+            end_time = end_time or int(time.time() * 1000)
+            self.client.set_terminated(run_id, status=status, end_time=end_time)
         else:
             self.client.update_run(run_id, status=status)
 
     def _artifact_root(self, run: Any) -> str:
-        uri: str = run.info.artifact_uri
+        return self.artifact_location(run.info.artifact_uri)
+
+    def artifact_location(self, uri: str) -> str:
+        """Where the artifacts under ``uri`` (a run's or a logged model's) really are."""
         if uri.startswith(_PROXY_SCHEME):  # served by the platform: resolve to the store
             rest = uri.removeprefix(_PROXY_SCHEME).lstrip("/")
             return f"{self.settings.resolved_artifacts_destination.rstrip('/')}/{rest}"
@@ -73,6 +80,9 @@ class RunStore:
         run = self.client.get_run(run_id)
         repository = get_artifact_repository(self._artifact_root(run))
         repository.log_artifact(str(local_path), artifact_path)  # type: ignore[no-untyped-call]
+
+    def artifact_repository(self, uri: str) -> Any:
+        return get_artifact_repository(self.artifact_location(uri))
 
     @staticmethod
     def proxied_artifact_url(run: Any, tracking_uri: str) -> str | None:

@@ -103,6 +103,11 @@ class Driver(ABC):
         except FileNotFoundError:
             return ""
 
+    def offline_files(self, job: TrackedJob) -> Path | None:
+        """The job's ``.mantik`` folder as the platform reads it for offline tracking (a
+        filesystem shared with the nodes); None where the platform cannot read it."""
+        return job.workdir / ".mantik"
+
     @staticmethod
     def exit_code(workdir: Path) -> int | None:
         """The exit code the wrapper recorded, if it got that far."""

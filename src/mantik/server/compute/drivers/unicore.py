@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import ssl
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -199,6 +200,15 @@ class UnicoreDriver(Driver):
             raise
         except Exception as exc:
             raise _translate(exc, self.site.name) from exc
+
+    def offline_files(self, job: TrackedJob) -> Path | None:
+        # The seam for offline tracking on UNICORE: the job folder lies on the site, reachable
+        # only through its file API (``self._job(job, credentials).working_dir``) with the
+        # user's credentials, which the platform holds during a request only. Fetching
+        # .mantik/tracking, offline/snapshot.db and new artifacts there into a platform folder
+        # and returning that folder is what is left to build; until then offline runs on
+        # UNICORE keep their data on the site and are not synced.
+        return None
 
     def read_log(self, job: TrackedJob, credentials: SiteCredentials | None = None) -> str:
         if credentials is None:

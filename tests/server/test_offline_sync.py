@@ -1,0 +1,215 @@
+"""Offline sync in-process: a real local store (made by the node scripts and MLflow), real
+snapshots, the real central store; the job folder as the wrapper leaves it."""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mlflow import MlflowClient
+from sqlalchemy import update
+
+from mantik.compute.states import JobState
+from mantik.server.compute.node import offline_snapshot
+from mantik.server.compute.offline_sync import OfflineSyncer
+from mantik.server.compute.service import ComputeService
+from mantik.server.config import ServerSettings
+from mantik.server.models import ComputeJob, OfflineSync, utcnow
+from mantik.server.platform import build, prepare
+
+NODE = Path(offline_snapshot.__file__).parent
+TRAIN = r"""
+import math, os, sys
+import mlflow, numpy as np
+from mlflow.entities import Metric
+
+phase, start, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+with mlflow.start_run() as run:
+    client = mlflow.MlflowClient()
+    steps = range(start, start + count)
+    points = [Metric("loss", 1 / (i + 1), 1_700_000_000_000 + i, i) for i in steps]
+    for first in range(0, len(points), 1000):
+        client.log_batch(run.info.run_id, metrics=points[first:first + 1000])
+    if phase == "1":
+        mlflow.log_params({"alpha": "0.7", "lr": "0.01"})  # alpha differs from the submission
+        mlflow.set_tag("team", "vision")
+        mlflow.log_metric("odd", math.nan, step=3)
+        mlflow.log_text("hello", "notes/hello.txt")
+        mlflow.log_input(mlflow.data.from_numpy(np.arange(6), name="digits"), context="training")
+
+        class Echo(mlflow.pyfunc.PythonModel):
+            def predict(self, context, model_input):
+                return model_input
+
+        model = mlflow.pyfunc.log_model(
+            name="echo", python_model=Echo(), pip_requirements=["mlflow"]
+        )
+        mlflow.log_metric("accuracy", 0.9, step=1, model_id=model.model_id)
+        with mlflow.start_run(nested=True, run_name="fold-1"):
+            mlflow.log_metric("fold_loss", 0.5, step=0)
+            mlflow.log_param("fold", "1")
+"""
+
+
+@dataclass
+class Job:
+    service: ComputeService
+    run_id: str
+    experiment_id: str
+    workdir: Path
+
+    @property
+    def offline(self) -> Path:
+        return self.workdir / ".mantik" / "offline"
+
+    def node(self, *args: str) -> None:
+        """Run on the "node": the job's MLflow logs into the local store, then a snapshot."""
+        env = {
+            **os.environ,
+            "MLFLOW_TRACKING_URI": f"sqlite:///{self.offline / 'mlruns.db'}",
+            "MLFLOW_RUN_ID": self.run_id,
+            "MLFLOW_EXPERIMENT_ID": self.experiment_id,
+        }
+        if args:
+            command = [sys.executable, "-c", TRAIN, *args]
+        else:
+            command = [sys.executable, str(NODE / "offline_init.py")]
+        subprocess.run(command, env=env, check=True, timeout=300, capture_output=True)
+        offline_snapshot.snapshot(
+            str(self.offline / "mlruns.db"), str(self.offline / "snapshot.db")
+        )
+
+    def record(self) -> ComputeJob:
+        with self.service.db.session() as session:
+            job = session.get(ComputeJob, self.run_id)
+            assert job is not None
+            return job
+
+
+@pytest.fixture
+def job(tmp_path: Path) -> Job:
+    settings = ServerSettings(data_dir=tmp_path / "platform")
+    prepare(settings)
+    parts = build(settings)
+    service = ComputeService(settings, parts.db, parts.tokens, parts.identity)
+    experiment = service.runs.client.create_experiment(
+        "offline", artifact_location=str(tmp_path / "artifacts")
+    )
+    run = service.runs.create(experiment, run_name="job", tags={}, params={"alpha": "0.5"})
+    run_id = run.info.run_id
+    workdir = tmp_path / "jobs" / run_id
+    (workdir / ".mantik" / "offline" / "artifacts").mkdir(parents=True)
+    (workdir / ".mantik" / "tracking").write_text("offline\n")
+    with service.db.session() as session:
+        session.add(
+            ComputeJob(
+                run_id=run_id,
+                experiment_id=experiment,
+                username="ada",
+                site="local",
+                job_id="1",
+                state=JobState.RUNNING,
+                entry_point="main",
+                workdir=str(workdir),
+                token_id="t",
+                token_expires_at=utcnow() + timedelta(hours=1),
+            )
+        )
+    result = Job(service, run_id, experiment, workdir)
+    result.node()
+    return result
+
+
+def _counting(syncer: OfflineSyncer) -> list[int]:
+    """Metric points each log_batch of ``syncer`` carried."""
+    pushed: list[int] = []
+    log_batch = syncer.client.log_batch
+
+    def counted(run_id: str, metrics: Any = (), **kw: Any) -> Any:
+        pushed.append(len(metrics))
+        return log_batch(run_id, metrics=metrics, **kw)
+
+    syncer.client.log_batch = counted  # type: ignore[method-assign]
+    return pushed
+
+
+def test_everything_arrives_once_across_restarts_and_full_resyncs(job: Job) -> None:
+    client: MlflowClient = job.service.runs.client
+    job.node("1", "0", "2500")
+    first = OfflineSyncer(job.service)
+    pushed = _counting(first)
+    first.sync(job.record(), final=False, wait=True)
+    assert len(client.get_metric_history(job.run_id, "loss")) == 2500
+    assert pushed.count(1000) == 2  # batches of ≤1000: 1000 + 1000 + 500 (+ small ones)
+
+    job.node("2", "2500", "1500")  # the job goes on; the platform restarted meanwhile
+    second = OfflineSyncer(job.service)
+    pushed_after_restart = _counting(second)
+    second.sync(job.record(), final=False, wait=True)
+    assert sum(pushed_after_restart) == 1500  # only the new points, by the high-water mark
+
+    with job.service.db.session() as session:  # forget which snapshot was seen: a full re-read
+        session.execute(update(OfflineSync).values(snapshot_mtime_ns=None))
+    end = second.sync(job.record(), final=True, wait=True, status="FINISHED")
+    assert sum(pushed_after_restart) == 1500  # the full final sync pushed no point again
+
+    history = client.get_metric_history(job.run_id, "loss")
+    assert sorted(m.step for m in history) == list(range(4000))
+    assert {(m.step, m.timestamp, m.value) for m in history} == {
+        (i, 1_700_000_000_000 + i, 1 / (i + 1)) for i in range(4000)
+    }
+    run = client.get_run(job.run_id)
+    assert math.isnan(client.get_metric_history(job.run_id, "odd")[0].value)
+    assert run.data.params["alpha"] == "0.5"  # the submission's value stays …
+    assert run.data.tags["mantik.sync.changed_param.alpha"] == "0.7"  # … the change is reported
+    assert run.data.params["lr"] == "0.01"
+    assert run.data.tags["team"] == "vision"
+    assert run.data.tags["mantik.tracking"] == "offline"
+    assert "mantik.sync.synced_until" in run.data.tags
+    assert run.data.tags["mlflow.runName"] == "job"  # the local run's name does not win
+    assert end is not None and end > 0  # when the job's own run ended
+
+    assert [a.path for a in client.list_artifacts(job.run_id, "notes")] == ["notes/hello.txt"]
+    assert run.inputs.dataset_inputs[0].dataset.name == "digits"
+    models = client.search_logged_models([job.experiment_id])
+    assert len(models) == 1 and models[0].status.value == "READY"
+    assert models[0].source_run_id == job.run_id
+    assert [o.model_id for o in run.outputs.model_outputs] == [models[0].model_id]
+    model_files = {a.path for a in client.list_logged_model_artifacts(models[0].model_id)}
+    assert "MLmodel" in model_files
+    assert "accuracy" in {m.key for m in models[0].metrics or []}
+
+    children = client.search_runs(
+        [job.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{job.run_id}'"
+    )
+    assert [c.info.run_name for c in children] == ["fold-1"]
+    assert children[0].data.metrics == {"fold_loss": 0.5}
+    assert children[0].data.params == {"fold": "1"}
+    assert children[0].info.status == "FINISHED"
+
+    # And once more from scratch (as after losing the "final" mark): nothing doubles.
+    with job.service.db.session() as session:
+        session.execute(update(OfflineSync).values(snapshot_mtime_ns=None, final_at=None))
+    third = OfflineSyncer(job.service)
+    assert third.sync(job.record(), final=True, wait=True, status="FINISHED") is not None
+    assert len(client.get_metric_history(job.run_id, "loss")) == 4000
+    assert len(client.search_logged_models([job.experiment_id])) == 1
+    assert len(client.search_runs([job.experiment_id])) == 2
+    assert len(client.get_run(job.run_id).outputs.model_outputs) == 1
+
+
+def test_a_snapshot_symlinked_elsewhere_is_refused(job: Job, tmp_path: Path) -> None:
+    secret = tmp_path / "platform" / "mlflow.db"
+    snapshot = job.offline / "snapshot.db"
+    snapshot.unlink()
+    snapshot.symlink_to(secret)
+    with pytest.raises(OSError):
+        OfflineSyncer(job.service).sync(job.record(), final=False, wait=True)
+    assert job.service.runs.client.get_run(job.run_id).data.metrics == {}
