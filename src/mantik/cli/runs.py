@@ -147,6 +147,9 @@ def logs(
         _stream(client, run_id, interval, to_stderr=False)
     else:
         _write(sys.stdout, client.get_logs(run_id))
+        lag = _sync_lag(client.get_status(run_id))
+        if lag:
+            _say(f"({lag})", stderr=True)
 
 
 @app.command()
@@ -311,8 +314,18 @@ def _run_table(info: RunInfo) -> Table:
     table.add_column(style="bold", no_wrap=True)
     table.add_column(overflow="fold")
     for key, value in asdict(info).items():
-        table.add_row(key, "" if value is None else str(value))
+        shown = _sync_lag(info) if key == "sync_lag_seconds" else value
+        table.add_row(key, "" if shown is None else str(shown))
     return table
+
+
+def _sync_lag(info: RunInfo) -> str | None:
+    """How far an offline run's central copy is behind its job, in words."""
+    if info.tracking != "offline":
+        return None
+    if info.sync_lag_seconds is None:
+        return "all synced" if info.done and info.synced_at else "nothing synced yet"
+    return f"tracking offline: the run shows the job's points up to {info.sync_lag_seconds:g} s ago"
 
 
 def _runs_table(runs: list[RunInfo]) -> str | Table:

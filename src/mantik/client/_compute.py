@@ -64,6 +64,17 @@ class RunInfo:
     entry_point: str
     submitted_at: str
     finished_at: str | None
+    tracking: str | None = None  # online | offline, once the job started
+    # Offline runs: seconds since the newest point that reached the platform (None when
+    # all is synced), and when the platform synced last.
+    sync_lag_seconds: float | None = None
+    synced_at: str | None = None
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RunInfo:
+        """Fields a newer platform adds are ignored: this client keeps working."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
 
     @property
     def done(self) -> bool:
@@ -395,19 +406,21 @@ class ComputeBackendClient:
     # --- after submission ----------------------------------------------------------------
 
     def get_status(self, run_id: str) -> RunInfo:
-        return RunInfo(**self._call("GET", f"/runs/{run_id}").json())
+        return RunInfo.from_json(self._call("GET", f"/runs/{run_id}").json())
 
     def get_logs(self, run_id: str) -> str:
         return self._call("GET", f"/runs/{run_id}/logs").text
 
     def cancel(self, run_id: str) -> RunInfo:
-        return RunInfo(**self._call("POST", f"/runs/{run_id}/cancel").json())
+        return RunInfo.from_json(self._call("POST", f"/runs/{run_id}/cancel").json())
 
     def list_runs(
         self, experiment_id: int | str | None = None, state: str | None = None
     ) -> list[RunInfo]:
         params = {k: str(v) for k, v in (("experiment_id", experiment_id), ("state", state)) if v}
-        return [RunInfo(**item) for item in self._call("GET", "/runs", params=params).json()]
+        return [
+            RunInfo.from_json(item) for item in self._call("GET", "/runs", params=params).json()
+        ]
 
     def follow_logs(self, run_id: str, interval: float = 2.0) -> Iterator[str]:
         """Yield new log text until the run ends."""

@@ -16,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from mantik.server.api.deps import CurrentUser
 from mantik.server.compute.drivers import SiteCredentials
 from mantik.server.compute.errors import ComputeError
+from mantik.server.compute.offline_state import SyncStatus, statuses
 from mantik.server.compute.service import ComputeService, Submission
 from mantik.server.models import ComputeJob
 
@@ -42,9 +43,14 @@ class RunView(BaseModel):
     entry_point: str
     submitted_at: str
     finished_at: str | None
+    # How the job tracks (online | offline; None until it started), and for offline runs
+    # how far behind the central run is: seconds since the newest synced point.
+    tracking: str | None = None
+    sync_lag_seconds: float | None = None
+    synced_at: str | None = None
 
     @classmethod
-    def of(cls, job: ComputeJob) -> RunView:
+    def of(cls, job: ComputeJob, sync: SyncStatus | None = None) -> RunView:
         from mantik.compute.states import JobState
 
         return cls(
@@ -59,7 +65,14 @@ class RunView(BaseModel):
             entry_point=job.entry_point,
             submitted_at=job.submitted_at.isoformat(),
             finished_at=job.finished_at.isoformat() if job.finished_at else None,
+            tracking=sync.tracking if sync else None,
+            sync_lag_seconds=sync.lag_seconds if sync else None,
+            synced_at=sync.synced_at.isoformat() if sync and sync.synced_at else None,
         )
+
+
+def _view(service: ComputeService, job: ComputeJob) -> RunView:
+    return RunView.of(job, statuses(service.db, [job.run_id]).get(job.run_id))
 
 
 def _credentials(user: str | None, password: str | None) -> SiteCredentials | None:
@@ -162,14 +175,16 @@ def list_runs(
     experiment_id: Annotated[str | None, Query()] = None,
     state: Annotated[str | None, Query()] = None,
 ) -> list[RunView]:
-    jobs = _service(request).list_jobs(user.username, experiment_id, state)
-    return [RunView.of(job) for job in jobs]
+    service = _service(request)
+    jobs = service.list_jobs(user.username, experiment_id, state)
+    syncs = statuses(service.db, (job.run_id for job in jobs))
+    return [RunView.of(job, syncs.get(job.run_id)) for job in jobs]
 
 
 @router.get("/runs/{run_id}", response_model=RunView)
 def get_run(request: Request, user: CurrentUser, run_id: str) -> RunView:
     service = _service(request)
-    return RunView.of(service.status(user.username, run_id, _header_credentials(request)))
+    return _view(service, service.status(user.username, run_id, _header_credentials(request)))
 
 
 @router.get("/runs/{run_id}/logs", response_class=PlainTextResponse)
@@ -180,4 +195,4 @@ def get_logs(request: Request, user: CurrentUser, run_id: str) -> str:
 @router.post("/runs/{run_id}/cancel", response_model=RunView)
 def cancel_run(request: Request, user: CurrentUser, run_id: str) -> RunView:
     service = _service(request)
-    return RunView.of(service.cancel(user.username, run_id, _header_credentials(request)))
+    return _view(service, service.cancel(user.username, run_id, _header_credentials(request)))
