@@ -174,7 +174,7 @@ def _forget(data_dir: Path, home: Path) -> None:
 
 
 def run(options: Options) -> PartResult:
-    reps = 1 if options.quick else 2
+    reps = 1 if options.quick else 3
     root = options.workdir
     data_dir, home = root / "platform", root / "home"
     port = procs.free_port()
@@ -204,10 +204,15 @@ def run(options: Options) -> PartResult:
         _say(f"{IMAGE_MB} MiB image written")
         cps, firsts, hashes = [], [], []
         for _ in range(reps):
+            # cp and the submission start from the same state: no cached copy of the image
+            # on the platform (cp measured 0.6 s without one, 1.3-4 s with one), no dirty
+            # pages (each writes 2 GiB to the page cache; sync is not timed).
+            _forget(data_dir, home)
+            os.sync()
             cps.append(time_cp(image))
             hashes.append(time_sha256(image))
             _say(f"cp: {cps[-1]:.2f} s, sha256: {hashes[-1]:.2f} s")
-            _forget(data_dir, home)
+            os.sync()
             firsts.append(submit(server, project, experiment, env, root))
             _say(_describe("first submission", firsts[-1]))
         again = submit(server, project, experiment, env, root)
@@ -232,35 +237,45 @@ def _result(
     idle_mb: float,
     quick: bool,
 ) -> PartResult:
-    def med(key: str) -> float:
-        return median([r[key] for r in firsts if key in r] or [float("nan")])
+    # Times: the fastest repetition. Other work on the machine only ever slows a run down
+    # (cp took 0.6 s or 3.3 s depending on it), so the minimum is the stable estimate; the
+    # median is shown beside it. Memory: the highest peak of all repetitions.
+    def times(values: list[float]) -> tuple[float, float]:
+        return min(values), median(values)
 
-    cp_s, submit_s = median(cps), med("seconds")
-    hashing_s = med("first_byte_s")
-    image_s = med("last_byte_s") - hashing_s
-    rate = IMAGE_MB / submit_s
+    def peak(key: str) -> float:
+        return max(r[key] for r in firsts)
+
+    fastest = min(firsts, key=lambda r: r["seconds"])
+    cp_s, submit_s = times(cps), times([r["seconds"] for r in firsts])
+    hash_s = times(hashes)
     rows = [
-        [f"cp of the {IMAGE_MB} MiB image, s", fmt(cp_s), f"{IMAGE_MB / cp_s:.0f} MiB/s"],
+        [f"cp of the {IMAGE_MB} MiB image, s", *map(fmt, cp_s), f"{IMAGE_MB / cp_s[0]:.0f}"],
+        ["sha256 of it (hashlib), s", *map(fmt, hash_s), f"{IMAGE_MB / hash_s[0]:.0f}"],
         [
-            "sha256 of it (hashlib), s",
-            fmt(median(hashes)),
-            f"{IMAGE_MB / median(hashes):.0f} MiB/s",
+            f"first submission, s (x{len(firsts)})",
+            *map(fmt, submit_s),
+            f"{IMAGE_MB / submit_s[0]:.0f}",
         ],
-        [f"first submission, s (x{len(firsts)})", fmt(submit_s), f"{rate:.0f} MiB/s"],
-        ["  hash + ask the platform, s", fmt(hashing_s), ""],
-        ["  stream image + project, s", fmt(image_s), ""],
-        ["submission / cp", fmt(submit_s / cp_s), ""],
-        ["client peak RSS, MB", fmt(med("client_peak_mb"), 0), ""],
-        ["platform peak RSS (whole tree), MB", fmt(med("platform_peak_mb"), 0), ""],
-        ["  growth over its RSS before, MB", fmt(med("platform_growth_mb"), 0), ""],
-        ["platform idle RSS, MB", fmt(idle_mb, 0), ""],
-        ["second submission (deduplicated), s", fmt(again["seconds"]), ""],
-        ["  image bytes sent", str(again["image_bytes_sent"]), ""],
+        ["  hash + ask the platform, s", fmt(fastest["first_byte_s"]), "", ""],
+        [
+            "  stream image + project, s",
+            fmt(fastest["last_byte_s"] - fastest["first_byte_s"]),
+            "",
+            f"{IMAGE_MB / (fastest['last_byte_s'] - fastest['first_byte_s']):.0f}",
+        ],
+        ["submission / cp", fmt(submit_s[0] / cp_s[0]), fmt(submit_s[1] / cp_s[1]), ""],
+        ["client peak RSS, MB", fmt(peak("client_peak_mb"), 0), "", ""],
+        ["platform peak RSS (whole tree), MB", fmt(peak("platform_peak_mb"), 0), "", ""],
+        ["  growth over its RSS before, MB", fmt(peak("platform_growth_mb"), 0), "", ""],
+        ["platform idle RSS, MB", fmt(idle_mb, 0), "", ""],
+        ["second submission (deduplicated), s", fmt(again["seconds"]), "", ""],
+        ["  image bytes sent", str(again["image_bytes_sent"]), "", ""],
     ]
     checks = [
-        Check("submission / cp", submit_s / cp_s, "<=", MAX_SUBMIT_OVER_CP),
-        Check("client peak RSS", med("client_peak_mb"), "<", MAX_RSS_MB, " MB"),
-        Check("platform RSS growth", med("platform_growth_mb"), "<", MAX_RSS_MB, " MB"),
+        Check("submission / cp", submit_s[0] / cp_s[0], "<=", MAX_SUBMIT_OVER_CP),
+        Check("client peak RSS", peak("client_peak_mb"), "<", MAX_RSS_MB, " MB"),
+        Check("platform RSS growth", peak("platform_growth_mb"), "<", MAX_RSS_MB, " MB"),
         Check("second submission", again["seconds"], "<", MAX_DEDUP_SECONDS, " s"),
         Check("second: image bytes sent", float(again["image_bytes_sent"]), "<=", 0.0),
     ]
@@ -270,14 +285,20 @@ def _result(
         "twice (sha256, then the upload) and the platform hashes and writes it once.",
         "The platform's memory target is read as growth during the upload: its idle RSS is "
         "that of MLflow's server, which part 1 measures; the upload adds a few 4 MiB blocks.",
-        "cp and the image share one disk; neither waits for the data to reach it (no sync).",
+        "cp and the image share one disk; neither waits for the data to reach it (no sync); "
+        "before each, dirty pages are flushed (sync, not timed).",
+        f"Why submission/cp is what it is: one sha256 pass alone takes {hash_s[0] / cp_s[0]:.1f}x "
+        "cp, and content addressing needs it before the first byte is sent; the stream then "
+        "runs at the speed of uvicorn's pure-Python HTTP/1.1 body path (measured apart: an "
+        "ASGI app that only counts the body received 506-572 MiB/s here, 782 MiB/s with "
+        "httptools; raw loopback TCP 3 GB/s), while the platform hashes and writes in a thread.",
     ]
     if quick:
-        notes.append("--quick: one repetition instead of two.")
+        notes.append("--quick: one repetition instead of three.")
     return PartResult(
         number=3,
         title=f"images: a {IMAGE_MB} MiB Apptainer image through the platform vs cp",
-        header=["", "value", "rate"],
+        header=["", "best", "median", "MiB/s (best)"],
         rows=rows,
         checks=checks,
         notes=notes,
