@@ -301,3 +301,29 @@ def test_least_recently_used_images_go_but_not_those_of_unfinished_jobs(
     assert client.wait(job.run_id, timeout=60, interval=0.5).run_status == "KILLED"
     upload("e")  # c is free again, and the least recently used
     assert held() == {"d", "e"}
+
+
+def test_image_inside_the_zip_still_runs_for_0_1_clients(
+    sqlite_platform: PlatformProcess,
+    monkeypatch: pytest.MonkeyPatch,
+    make_project: Callable[..., Path],
+    tmp_path: Path,
+) -> None:
+    user = sign_in(monkeypatch, sqlite_platform)
+    experiment = mlflow.create_experiment("image-in-zip")
+    apptainer.runner(tmp_path / "bin")
+    project = make_project("echo ran", image_config(tmp_path / "bin", SingularityImage="i.sif"))
+    (project / "i.sif").write_bytes(b"an image")
+    answer = httpx.post(  # as mantik 0.1.x sends it: the image inside the project zip
+        f"{sqlite_platform.url}/compute-backend/submit/{experiment}",
+        data={"unicore_backend_config_path": "backend.json"},
+        files={"mlproject_zip": ("p.zip", _zip(project), "application/zip")},
+        headers=bearer(sqlite_platform, user),
+    )
+    assert answer.status_code == 201, answer.text
+    run_id = answer.json()["run_id"]
+    client = mantik.ComputeBackendClient.from_env()
+    info = client.wait(run_id, timeout=120, interval=0.5)
+    log = client.get_logs(run_id)
+    assert info.run_status == "FINISHED", log
+    assert f"--cleanenv  {sqlite_platform.data_dir}/jobs/local/{run_id}/project/i.sif" in log
