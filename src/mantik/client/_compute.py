@@ -201,9 +201,12 @@ class ComputeBackendClient:
 
     # --- requests ------------------------------------------------------------------------
 
-    def _headers(self) -> dict[str, str]:
+    def _bearer(self) -> dict[str, str]:
         tokens = _tokens.obtain(self.platform_url, self.username, self._password)
-        headers = {"Authorization": f"Bearer {tokens.access_token}"}
+        return {"Authorization": f"Bearer {tokens.access_token}"}
+
+    def _headers(self) -> dict[str, str]:
+        headers = self._bearer()
         if self.unicore_username and self._unicore_password:
             # Lets the platform ask UNICORE about the job; never stored there.
             headers["X-Unicore-User"] = self.unicore_username
@@ -322,7 +325,7 @@ class ComputeBackendClient:
         size = path.stat().st_size
         url = f"{self.compute_backend_url}/images/{digest}"
         params = self._image_params(config)
-        response = _http.request(self._http, "HEAD", url, params=params, headers=self._headers())
+        response = _http.request(self._http, "HEAD", url, params=params, headers=self._bearer())
         if response.status_code not in (200, 404):
             _http.raise_for_status(response)
         limit = response.headers.get(_IMAGE_LIMIT_HEADER, "")
@@ -348,7 +351,7 @@ class ComputeBackendClient:
                     yield chunk
 
         headers = {
-            **self._headers(),
+            **self._bearer(),
             "Content-Length": str(image.size),
             "Content-Type": "application/octet-stream",
         }
