@@ -33,5 +33,6 @@ PARTS: dict[int, Part] = {
         Part(1, "tracking", "bench.tracking:run"),
         Part(2, "compute", "bench.compute:run"),
         Part(3, "images", "bench.images:run"),
+        Part(4, "offline", "bench.offline:run"),
     )
 }

@@ -82,8 +82,11 @@ class OfflineSyncer:
             jobs = [
                 job
                 for job in session.scalars(select(ComputeJob).where(ComputeJob.job_id.is_not(None)))
-                if not JobState(job.state).terminal
-                or (job.run_id in due and job.updated_at > since)
+                if job.site in self.service.sites  # a site the admin removed: nothing to read
+                and (
+                    not JobState(job.state).terminal
+                    or (job.run_id in due and job.updated_at > since)
+                )
             ]
         for job in jobs:
             try:
