@@ -331,70 +331,102 @@ def ratio(numerator: float | None, denominator: float | None) -> float | None:
     return numerator / denominator
 
 
-def _row(
-    name: str, targets: dict[str, Target], value: Callable[[Target], float | None], digits: int
-) -> tuple[list[str], dict[str, float | None]]:
-    values = {key: value(t) for key, t in targets.items()}
-    c_over_b = ratio(values.get("C"), values.get("B"))
-    row = [name, *(fmt(values.get(k), digits) for k in "ABC"), fmt(c_over_b)]
-    return row, values
+@dataclass(frozen=True)
+class Measure:
+    key: str
+    name: str
+    workload: str
+    field: str
+    digits: int
+    compare: bool = True  # show C/B (not for differences of a few MB)
+
+
+MEASURES = [
+    Measure("log_metric", "log_metric, ms per call", "log_metric", "per_call_ms", 2),
+    Measure("server_cpu", "  server CPU per call, ms", "log_metric", "server_cpu_ms_per_call", 2),
+    Measure(
+        "log_batch", f"log_batch {BATCH_METRICS // 1000}k metrics, s", "log_batch", "seconds", 2
+    ),
+    Measure("upload", f"log_artifact {ARTIFACT_MB} MB, s", "artifact", "upload_s", 2),
+    Measure("download", f"download_artifacts {ARTIFACT_MB} MB, s", "artifact", "download_s", 2),
+    Measure("upload_peak", "peak RSS during upload, MB", "artifact", "upload_peak_mb", 0),
+    Measure(
+        "upload_growth",
+        "  growth over RSS before upload, MB",
+        "artifact",
+        "upload_growth_mb",
+        0,
+        compare=False,
+    ),
+]
+
+
+def paired_ratios(targets: dict[str, Target], measure: Measure) -> list[float]:
+    """C/B of each alternating pair of runs (both saw the same state of the machine)."""
+    b, c = ([r[measure.field] for r in targets[k].results.get(measure.workload, [])] for k in "BC")
+    if len(b) != len(c):
+        return []
+    return [ci / bi for bi, ci in zip(b, c, strict=True) if bi]
+
+
+def summarize(targets: dict[str, Target], measure: Measure) -> dict[str, float | None]:
+    values = {k: t.median_of(measure.workload, measure.field) for k, t in targets.items()}
+    pairs = paired_ratios(targets, measure)
+    return {
+        **values,
+        "C/B": median(pairs) if pairs else ratio(values.get("C"), values.get("B")),
+        "A/C": ratio(values.get("A"), values.get("C")),
+    }
+
+
+def _cells(values: dict[str, float | None], digits: int) -> list[str]:
+    return [fmt(values.get(k), digits) for k in "ABC"]
+
+
+def _idle_mb(target: Target) -> float | None:
+    return target.idle.rss / procs.MB if target.idle else None
+
+
+def _ready_s(target: Target) -> float | None:
+    return target.ready_s
 
 
 def build_result(targets: dict[str, Target], plan: Plan, quick: bool) -> PartResult:
-    def per_call(t: Target) -> float | None:
-        return t.median_of("log_metric", "per_call_ms")
-
-    def idle_mb(t: Target) -> float | None:
-        return t.idle.rss / procs.MB if t.idle else None
-
     rows: list[list[str]] = []
-    values: dict[str, dict[str, float | None]] = {}
-    specs: list[tuple[str, str, Callable[[Target], float | None], int]] = [
-        ("log_metric", "log_metric, ms per call", per_call, 2),
-        ("server_cpu", "  server CPU per call, ms",
-         lambda t: t.median_of("log_metric", "server_cpu_ms_per_call"), 2),
-        ("log_batch", f"log_batch {BATCH_METRICS // 1000}k metrics, s",
-         lambda t: t.median_of("log_batch", "seconds"), 2),
-        ("upload", f"log_artifact {ARTIFACT_MB} MB, s",
-         lambda t: t.median_of("artifact", "upload_s"), 2),
-        ("download", f"download_artifacts {ARTIFACT_MB} MB, s",
-         lambda t: t.median_of("artifact", "download_s"), 2),
-        ("upload_peak", "peak RSS during upload, MB",
-         lambda t: t.median_of("artifact", "upload_peak_mb"), 0),
-        ("upload_growth", "  growth over RSS before upload, MB",
-         lambda t: t.median_of("artifact", "upload_growth_mb"), 0),
-        ("idle", "idle RSS after start, MB", idle_mb, 0),
-        ("ready", "start until ready, s", lambda t: t.ready_s, 1),
-    ]  # fmt: skip
-    for key, name, value, digits in specs:
-        row, values[key] = _row(name, targets, value, digits)
-        a_over_c = ratio(values[key].get("A"), values[key].get("C"))
-        row.append(fmt(a_over_c, 1) if key == "log_metric" else "")
-        rows.append(row)
-    rows.insert(1, _calls_row(targets, plan))
-    rows.insert(-1, _processes_row(targets))
+    summary: dict[str, dict[str, float | None]] = {}
+    for measure in MEASURES:
+        values = summary[measure.key] = summarize(targets, measure)
+        a_over_c = fmt(values["A/C"], 1) if measure.key == "log_metric" else ""
+        c_over_b = fmt(values["C/B"]) if measure.compare else ""
+        rows.append([measure.name, *_cells(values, measure.digits), c_over_b, a_over_c])
+        if measure.key == "log_metric":
+            rows.append(_calls_row(targets, plan))
+    scalars: list[tuple[str, str, Callable[[Target], float | None], int]] = [
+        ("idle", "idle RSS after start, MB", _idle_mb, 0),
+        ("ready", "start until ready, s", _ready_s, 1),
+    ]
+    for key, name, value, digits in scalars:
+        values = {k: value(t) for k, t in targets.items()}
+        values["C/B"] = ratio(values["C"], values["B"])
+        summary[key] = values
+        rows.append([name, *_cells(values, digits), fmt(values["C/B"]), ""])
+        if key == "idle":
+            rows.append(_processes_row(targets))
 
     checks = [
         *(
-            Check(
-                f"C/B {name}", ratio(values[key].get("C"), values[key].get("B")), "<=", MAX_C_OVER_B
-            )
+            Check(f"C/B {name}", summary[key]["C/B"], "<=", MAX_C_OVER_B)
             for key, name in RATIO_CHECKS
         ),
-        Check(
-            "A/C log_metric per call",
-            ratio(values["log_metric"].get("A"), values["log_metric"].get("C")),
-            ">=",
-            MIN_A_OVER_C,
-        ),
+        Check("A/C log_metric per call", summary["log_metric"]["A/C"], ">=", MIN_A_OVER_C),
         Check(
             "C peak RSS during upload",
-            values["upload_peak"].get("C"),
+            summary["upload_peak"]["C"],
             "<",
             MAX_UPLOAD_PEAK_MB,
             " MB",
         ),
-        Check("C idle RSS", values["idle"].get("C"), "<", MAX_IDLE_MB, " MB"),
+        Check("C idle RSS", summary["idle"]["C"], "<", MAX_IDLE_MB, " MB"),
     ]
     return PartResult(
         number=1,
@@ -411,7 +443,8 @@ def build_result(targets: dict[str, Target], plan: Plan, quick: bool) -> PartRes
                 "batch_metrics": BATCH_METRICS,
                 "artifact_mb": ARTIFACT_MB,
             },
-            "summary": values,
+            "summary": summary,
+            "paired_c_over_b": {m.key: paired_ratios(targets, m) for m in MEASURES},
             "servers": {key: _server_data(t) for key, t in targets.items()},
         },
     )
@@ -421,7 +454,7 @@ def _calls_row(targets: dict[str, Target], plan: Plan) -> list[str]:
     cells = [
         f"{plan.metric_calls[k]}x{len(targets[k].results.get('log_metric', []))}" for k in "ABC"
     ]
-    return ["  calls x runs (median)", *cells, "", ""]
+    return ["  calls x runs", *cells, "", ""]
 
 
 def _processes_row(targets: dict[str, Target]) -> list[str]:
@@ -458,8 +491,13 @@ def _notes(targets: dict[str, Target], plan: Plan, quick: bool) -> list[str]:
         "RSS: sum of VmRSS over the server's process tree (/proc, every 50 ms during the "
         "artifact workload); peak = highest sample while log_artifact ran.",
         "Values are medians over the runs"
-        + (" (--quick: one run each, fewer calls)." if quick else "."),
+        + (" (--quick: one run each, fewer calls)." if quick else ".")
+        + " C/B of timed rows is the median of the per-pair ratios (each B run with the C run "
+        "right after it), which cancels most drift of a shared machine.",
     ]
+    pairs = paired_ratios(targets, MEASURES[0])
+    if len(pairs) > 1:
+        notes.append("C/B log_metric per pair: " + ", ".join(f"{r:.2f}" for r in pairs))
     return notes
 
 
