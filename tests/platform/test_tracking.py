@@ -145,3 +145,33 @@ def mlflow_token() -> str:
     import os
 
     return os.environ["MLFLOW_TRACKING_TOKEN"]
+
+
+def test_log_batch_cannot_write_to_another_users_model(
+    platform: PlatformProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The batch check that mantik speeds up still refuses foreign logged models."""
+    owner, intruder = platform.new_user("modelowner"), platform.new_user("batcher")
+    sign_in(monkeypatch, platform, owner)
+    experiment = mlflow.create_experiment("owner-models")
+    model = mlflow.MlflowClient().create_logged_model(experiment_id=experiment)
+
+    sign_in(monkeypatch, platform, intruder)
+    mine = mlflow.create_experiment("batcher-exp")
+    with mlflow.start_run(experiment_id=mine) as run:
+        pass
+    token = {"Authorization": f"Bearer {mlflow_token()}"}
+    for key in ("model_id", "modelId"):
+        metric = {"key": "x", "value": 1, "timestamp": 0, "step": 0, key: model.model_id}
+        response = httpx.post(
+            f"{platform.url}/api/2.0/mlflow/runs/log-batch",
+            json={"run_id": run.info.run_id, "metrics": [metric]},
+            headers=token,
+        )
+        assert response.status_code == 403, key
+    allowed = httpx.post(
+        f"{platform.url}/api/2.0/mlflow/runs/log-batch",
+        json={"run_id": run.info.run_id, "metrics": [{"key": "x", "value": 1, "timestamp": 0}]},
+        headers=token,
+    )
+    assert allowed.status_code == 200

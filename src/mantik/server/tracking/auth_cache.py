@@ -46,6 +46,24 @@ def install(ttl: float) -> None:
 
     auth._run_requirement = run_requirement
 
+    # log_batch: MLflow parses the whole batch into a protobuf only to collect the metrics'
+    # model ids, then the handler parses it again. The ids are read from the JSON here
+    # (both spellings protobuf's JSON accepts) and checked exactly as MLflow checks them.
+    def validate_can_log_batch() -> bool:
+        body = auth.request.get_json(silent=True)
+        metrics = body.get("metrics") if isinstance(body, dict) else None
+        model_ids: set[str] = set()
+        for metric in metrics if isinstance(metrics, list) else []:
+            if isinstance(metric, dict):
+                for key in ("model_id", "modelId"):
+                    if metric.get(key):
+                        model_ids.add(str(metric[key]))
+        return bool(auth._validate_can_update_run_and_models(model_ids))
+
+    for route, validator in list(auth.BEFORE_REQUEST_VALIDATORS.items()):
+        if validator is auth.validate_can_log_batch:
+            auth.BEFORE_REQUEST_VALIDATORS[route] = validate_can_log_batch
+
     if ttl <= 0:
         return
     store: Any = auth.store
