@@ -454,6 +454,9 @@ class UnicoreGateway:
     ``ca_file`` / ``ssl_context()`` for clients). Invalid resources (an undefined name like
     ``CPUs``, ``Memory: "12GiB"``) make a job FAILED after the 201, as on a real UNICORE.
     Jobs run as the user running the gateway (a real UNICORE runs them as the xlogin).
+    ``storages`` names storages besides the job directories (e.g. ``SCRATCH``): each user
+    sees their own folder ``work_root/storages/NAME/USER`` there (mount point in its
+    properties), listed by ``GET /storages`` without a filter, as UNICORE lists them.
     """
 
     def __init__(
@@ -470,6 +473,7 @@ class UnicoreGateway:
         session_lifetime: timedelta = timedelta(hours=8),
         queues: Iterable[str] | None = None,
         tls: bool = False,
+        storages: Iterable[str] = (),
     ) -> None:
         self.users = dict(users)
         self.tokens = dict(tokens or {})  # Bearer token → user name
@@ -489,6 +493,9 @@ class UnicoreGateway:
         self.errors: list[str] = []  # problems of the background worker (tests assert empty)
         self._lock = threading.RLock()
         self._jobs: dict[str, _Job] = {}
+        self._storage_names = frozenset(storages)
+        # (storage, user) → a job-like holder of that user's folder (same file endpoints)
+        self._spaces: dict[tuple[str, str], _Job] = {}
         self._sessions: dict[str, str] = {}  # session id → user
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -997,7 +1004,20 @@ class UnicoreGateway:
 
     # -- storages -------------------------------------------------------------------------------
 
+    def _named_storage(self, sid: str, user: str) -> _Job:
+        with self._lock:
+            space = self._spaces.get((sid, user))
+            if space is None:
+                folder = self.work_root / "storages" / sid / user
+                folder.mkdir(parents=True, exist_ok=True)
+                now = _now()
+                space = _Job(sid, user, {}, folder, now, now + timedelta(days=3650))
+                self._spaces[(sid, user)] = space
+            return space
+
     def _storage_job(self, sid: str, user: str) -> _Job:
+        if sid in self._storage_names:
+            return self._named_storage(sid, user)
         if not sid.endswith("-uspace"):
             raise ApiError(404, f"Storage {sid} not found")
         with self._lock:
@@ -1010,10 +1030,10 @@ class UnicoreGateway:
 
     async def _storages_list(self, request: Request, user: str) -> Response:
         # verified (pyunicore docs): job directories are only listed with filter=all
-        urls: list[str] = []
+        urls = [f"{self.base_url}/storages/{name}" for name in sorted(self._storage_names)]
         if request.query_params.get("filter") == "all":
             with self._lock:
-                urls = [self.storage_url(j.id) for j in self._jobs.values() if j.user == user]
+                urls += [self.storage_url(j.id) for j in self._jobs.values() if j.user == user]
         return JSONResponse({"storages": urls, "_links": {"self": {"href": str(request.url)}}})
 
     async def _storage_get(self, request: Request, user: str) -> Response:
@@ -1024,7 +1044,7 @@ class UnicoreGateway:
             {
                 "resourceStatus": "READY",
                 "mountPoint": str(job.workdir),
-                "description": "Job's workspace",
+                "description": sid if sid in self._storage_names else "Job's workspace",
                 "protocols": ["BFT"],
                 "metadataSupported": False,
                 "owner": _dn(user),

@@ -6,6 +6,7 @@ here; it speaks the REST subset pyunicore uses and really runs jobs on the local
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import socket
@@ -39,6 +40,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UnicoreGateway
         tmp_path_factory.mktemp("unicore"),
         site="JUWELS",
         job_environment={"PATH": path, "HOME": os.environ.get("HOME", "/root")},
+        storages=("SCRATCH",),
     ) as server:
         yield server
 
@@ -51,6 +53,9 @@ def unicore_platform(
     sites = data_dir / "sites.yaml"
     sites.write_text(
         f"sites:\n  - name: juwels\n    driver: unicore\n    url: {gateway.base_url}\n"
+        # The same UNICORE, keeping each user's images on SCRATCH (one copy per digest).
+        f"  - name: juwels-scratch\n    driver: unicore\n    url: {gateway.base_url}\n"
+        "    image_storage: SCRATCH\n"
     )
     with start_platform(data_dir, env={"MANTIK_SITES_FILE": str(sites)}) as platform:
         yield platform
@@ -242,3 +247,35 @@ def test_image_is_sent_once_and_staged_with_each_job(
         assert not (job.workdir / "project" / "image.sif").exists()
         sent.append(submitted.image_bytes_sent)
     assert sent == [len(image), 0]
+
+
+def test_image_storage_holds_one_copy_per_digest_linked_into_jobs(
+    unicore_env: str, project: Path, gateway: UnicoreGateway, tmp_path: Path
+) -> None:
+    # The site keeps images on the user's SCRATCH storage: the driver streams the image
+    # there once and each job links it (stand-in apptainer: real Apptainer cannot run here).
+    apptainer.runner(tmp_path / "bin", expected_image=Path("../mantik-image.sif"))
+    config = json.loads((project / "unicore-config.json").read_text())
+    config.update(
+        ComputeSite="juwels-scratch",
+        SingularityImage="image.sif",
+        PreRunCommands=[f"export PATH={tmp_path / 'bin'}:$PATH"],
+    )
+    (project / "scratch-config.json").write_text(json.dumps(config))
+    image = os.urandom(2 * 1024 * 1024)
+    (project / "image.sif").write_bytes(image)
+    digest = hashlib.sha256(image).hexdigest()
+    stored = gateway.work_root / "storages" / "SCRATCH" / UNICORE_USER / "mantik-images"
+    client = mantik.ComputeBackendClient.from_env()
+    for _ in range(2):
+        submitted = client.submit_run(
+            unicore_env, {"seconds": 0}, project, "scratch-config.json", entry_point="sleep"
+        )
+        job = gateway.wait_for(submitted.job_id, timeout=120)
+        log = (job.workdir / ".mantik" / "job.log").read_text()
+        assert job.status == "SUCCESSFUL", log
+        assert (job.workdir / "mantik-image.sif").resolve() == stored / f"{digest}.sif"
+    assert [p.name for p in stored.iterdir()] == [f"{digest}.sif"]
+    assert (stored / f"{digest}.sif").read_bytes() == image
+    uploads = [p for m, p in gateway.requests if m == "PUT" and "/storages/SCRATCH/" in p]
+    assert len(uploads) == 1, uploads

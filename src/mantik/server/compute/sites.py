@@ -32,6 +32,9 @@ class SiteConfig(BaseModel):
     url: str | None = None
     ca_bundle: Path | None = None
     verify_tls: bool = True
+    # UNICORE: a storage (e.g. SCRATCH) where each user's images are kept, one copy per
+    # digest in mantik-images/, and linked into jobs. Unset: every job gets its own copy.
+    image_storage: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 class SitesFile(BaseModel):

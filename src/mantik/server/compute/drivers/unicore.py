@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import ssl
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from mantik.server.compute.wrapper import TOKEN_FILE
 
 SCRIPT = "mantik-job.sh"
 ARCHIVE = "project.zip"
+IMAGE_FOLDER = "mantik-images"  # on the site's image_storage
 _STATES = {
     "READY": JobState.PENDING,
     "STAGINGIN": JobState.PENDING,
@@ -154,10 +156,16 @@ class UnicoreDriver(Driver):
             TOKEN_FILE: str(spec.mantik_dir / TOKEN_FILE),
             ARCHIVE: str(archive),
         }
-        if spec.image_file is not None:  # streamed from the platform's cache, once per job
-            inputs[STAGED_IMAGE] = str(spec.image_file)
+        description = job_description(spec)
         try:
-            job = client.new_job(job_description(spec), inputs=inputs)
+            if spec.image_file is not None and self.site.image_storage:
+                stored = self._stored_image(client, spec.image_file)
+                description["Imports"] = [{"From": f"link:{stored}", "To": STAGED_IMAGE}]
+            elif spec.image_file is not None:  # streamed from the platform's cache, per job
+                inputs[STAGED_IMAGE] = str(spec.image_file)
+            job = client.new_job(description, inputs=inputs)
+        except DriverError:
+            raise
         except Exception as exc:
             raise _translate(exc, self.site.name) from exc
         finally:
@@ -165,6 +173,30 @@ class UnicoreDriver(Driver):
             # The token now lives on the site only.
             (spec.mantik_dir / TOKEN_FILE).unlink(missing_ok=True)
         return str(job.resource_url).rstrip("/").rsplit("/", 1)[-1]
+
+    def _stored_image(self, client: unicore.Client, image: Path) -> str:
+        """The image's path on the site, in the user's image storage; uploaded (streamed,
+        under a temporary name, then renamed) only when that storage lacks it."""
+        base = str(self.site.url).rstrip("/")
+        storage = unicore.Storage(client.transport, f"{base}/storages/{self.site.image_storage}")
+        name = f"{IMAGE_FOLDER}/{image.name}"  # the cache's <sha256>.sif
+        try:
+            held = storage.stat(name).properties.get("size") == image.stat().st_size
+        except Exception as exc:
+            if not str(exc).startswith("404"):
+                raise
+            held = False
+        if not held:
+            partial = f"{IMAGE_FOLDER}/.{image.name}.{uuid.uuid4().hex}.part"
+            storage.upload(str(image), destination=partial)
+            storage.rename(partial, name)
+        mount = str(storage.properties.get("mountPoint", "")).rstrip("/")
+        if not mount:
+            raise DriverError(
+                f"UNICORE storage {self.site.image_storage!r} at site {self.site.name!r} does "
+                "not say where it is mounted; the admin should unset image_storage.",
+            )
+        return f"{mount}/{name}"
 
     def poll(self, jobs: Sequence[TrackedJob]) -> dict[str, Observation]:
         return {}  # no stored credentials: the job reports itself
