@@ -263,6 +263,7 @@ class ComputeService:
         if digest is not None:
             return self._cached_image(config, site, digest)
         if config.remote_image:
+            # Local and SLURM sites see the platform's filesystem; a UNICORE site's is unseen.
             if site.driver != "unicore" and not Path(config.remote_image).is_file():
                 raise ComputeError(
                     400,
@@ -297,7 +298,7 @@ class ComputeService:
                 f"upload it first (PUT /compute-backend/images/{digest}?site={site.name}); "
                 "mantik's client does this by itself.",
             )
-        if site.driver == "unicore":  # the site cannot see the cache: the job takes a copy
+        if site.driver == "unicore":  # the site cannot see the cache: the driver copies it
             return Image(f"../{STAGED_IMAGE}", digest=digest, stage_from=path)
         return Image(str(path), digest=digest)
 
