@@ -180,6 +180,7 @@ def test_offline_job_is_synced_live_through_a_restart_and_exactly_once(
         seen.append(_central_points(run_id))
         info = client.get_status(run_id)
         lags.append(info.sync_lag_seconds)
+    print(f"central points every {SYNC_PERIOD + 1:g} s: {seen}; sync lag: {lags}")
     assert seen == sorted(set(seen)), f"no new points within a sync period: {seen}"
     assert info.tracking == "offline" and info.state == "RUNNING"
     assert all(lag is not None and lag <= 2 * SYNC_PERIOD + 3 for lag in lags), lags
