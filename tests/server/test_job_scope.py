@@ -61,3 +61,31 @@ def test_refused(path: str, args: dict[str, str], body: dict[str, object]) -> No
 def test_user_tokens_have_no_run_scope() -> None:
     user = Principal("alice", "access", 2e9, "jti")
     assert not allows(user, API + "runs/get", MultiDict({"run_id": "r1"}), {})
+
+
+def test_a_symlinked_job_log_exposes_nothing(tmp_path: object) -> None:
+    """A job owns its folder: `logs` must not follow a link to a platform file."""
+    from pathlib import Path
+
+    from mantik.server.compute.drivers.base import TrackedJob
+    from mantik.server.compute.drivers.local import LocalDriver
+    from mantik.server.compute.sites import SiteConfig
+
+    root = Path(str(tmp_path))
+    secret = root / "jwt-signing-key.pem"
+    secret.write_text("PRIVATE KEY")
+    workdir = root / "job"
+    (workdir / ".mantik").mkdir(parents=True)
+    (workdir / ".mantik" / "job.log").symlink_to(secret)
+    driver = LocalDriver(SiteConfig(name="local", driver="local"))
+    assert driver.read_log(TrackedJob("1", workdir)) == ""
+    (workdir / ".mantik" / "job.log").unlink()
+    (workdir / ".mantik" / "job.log").write_text("training\n")
+    assert driver.read_log(TrackedJob("1", workdir)) == "training\n"
+    # The folder itself swapped for a link is refused too.
+    (root / "elsewhere").mkdir()
+    (root / "elsewhere" / "job.log").write_text("PRIVATE KEY")
+    other = root / "job2"
+    other.mkdir()
+    (other / ".mantik").symlink_to(root / "elsewhere")
+    assert driver.read_log(TrackedJob("2", other)) == ""

@@ -56,6 +56,19 @@ def walk_files(root: Path) -> Iterator[tuple[str, os.stat_result]]:
                 yield Path(path).relative_to(root).as_posix(), info
 
 
+def read_job_text(path: Path, job_dir: Path, limit: int = 64 * 1024 * 1024) -> str:
+    """Text of a file the job wrote (e.g. its log), never through a symlink; "" if absent."""
+    try:
+        checked_dir(path.parent, job_dir)
+        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except (OSError, UnsafePath):  # absent, or a symlink (ELOOP), or outside the job
+        return ""
+    with os.fdopen(descriptor, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            return ""
+        return handle.read(limit).decode(errors="replace")
+
+
 def private_copy(path: Path, target: Path) -> os.stat_result:
     """Copy the regular file ``path`` (never through a symlink) to ``target``; returns the
     stat of what was copied."""

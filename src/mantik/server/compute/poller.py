@@ -9,6 +9,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import tempfile
 import threading
 from collections import defaultdict
 from datetime import timedelta
@@ -18,6 +19,7 @@ from sqlalchemy import select
 
 from mantik.compute.states import JobState, Observation
 from mantik.server.compute.drivers import DriverError, TrackedJob
+from mantik.server.compute.offline_files import UnsafePath, checked_dir, private_copy
 from mantik.server.compute.offline_sync import OfflineSyncer
 from mantik.server.compute.service import ComputeService
 from mantik.server.models import ComputeJob, utcnow
@@ -122,11 +124,15 @@ class Poller:
             tags["mantik.exit_code"] = str(seen.exit_code)
         runs.set_tags(job.run_id, tags)
         log_file = Path(job.workdir) / ".mantik" / "job.log"
-        if log_file.is_file():  # also when the wrapper could not upload it
-            try:
-                runs.log_artifact(job.run_id, log_file, "mantik")
-            except Exception as exc:  # artifact store trouble must not stop polling
-                log.warning("could not store the log of run %s: %s", job.run_id, exc)
+        try:  # also when the wrapper could not upload it; a private copy, never a symlink
+            with tempfile.TemporaryDirectory() as scratch:
+                checked_dir(log_file.parent, Path(job.workdir))
+                private_copy(log_file, Path(scratch) / "job.log")
+                runs.log_artifact(job.run_id, Path(scratch) / "job.log", "mantik")
+        except (FileNotFoundError, UnsafePath):
+            pass
+        except Exception as exc:  # artifact store trouble must not stop polling
+            log.warning("could not store the log of run %s: %s", job.run_id, exc)
         self.service.identity.end_token(job.token_id, job.token_expires_at.timestamp())
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mantik.compute.states import JobState, Observation
+from mantik.server.compute.offline_files import read_job_text
 from mantik.server.compute.sites import SiteConfig
 from mantik.server.compute.spec import JobSpec
 from mantik.server.compute.wrapper import TOKEN_FILE, render_wrapper
@@ -97,11 +98,8 @@ class Driver(ABC):
         return self.poll([job]).get(job.job_id)
 
     def read_log(self, job: TrackedJob, credentials: SiteCredentials | None = None) -> str:
-        path = job.workdir / ".mantik" / "job.log"
-        try:
-            return path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
+        # The job owns its folder: a symlinked log must not expose platform files.
+        return read_job_text(job.workdir / ".mantik" / "job.log", job.workdir)
 
     def offline_files(self, job: TrackedJob) -> Path | None:
         """The job's ``.mantik`` folder as the platform reads it for offline tracking (a
