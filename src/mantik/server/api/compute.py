@@ -91,28 +91,25 @@ def _service(request: Request) -> ComputeService:
     return service
 
 
-def _parameters(raw: str | None) -> dict[str, Any]:
-    if not raw:
-        return {}
+def _json_object(raw: str, field: str) -> dict[str, Any]:
     try:
         value = json.loads(raw)
     except ValueError as exc:
-        raise ComputeError(400, f"mlflow_parameters is not valid JSON: {exc}") from exc
+        raise ComputeError(400, f"{field} is not valid JSON: {exc}") from exc
     if not isinstance(value, dict):
-        raise ComputeError(400, "mlflow_parameters must be a JSON object of name → value.")
+        raise ComputeError(400, f"{field} must be a JSON object.")
     return value
+
+
+def _parameters(raw: str | None) -> dict[str, Any]:
+    return _json_object(raw, "mlflow_parameters") if raw else {}
 
 
 def _inline_config(raw: str | None) -> dict[str, Any] | None:
+    # 0.1.x clients send a path in unicore_backend_config; an object is an inline config.
     if raw is None or not raw.lstrip().startswith("{"):
         return None
-    try:
-        value = json.loads(raw)
-    except ValueError as exc:
-        raise ComputeError(400, f"backend_config is not valid JSON: {exc}") from exc
-    if not isinstance(value, dict):
-        raise ComputeError(400, "backend_config must be a JSON object.")
-    return value
+    return _json_object(raw, "backend_config")
 
 
 @router.post("/submit/{experiment_id}", status_code=201, response_model=SubmitResponse)

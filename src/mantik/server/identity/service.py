@@ -45,6 +45,15 @@ class UserInfo:
     created_at: datetime
 
 
+def _checked_password(password: str) -> str:
+    """``password`` if it follows the rule; else a 400 naming what is missing."""
+    try:
+        passwords.check_rule(password)
+    except passwords.PasswordRuleError as exc:
+        raise errors.BadRequest(str(exc)) from exc
+    return password
+
+
 def check_username(username: str) -> None:
     if not USERNAME_PATTERN.fullmatch(username):
         raise errors.BadRequest(
@@ -98,10 +107,7 @@ class IdentityService:
             self._revoke_family(session, row.family, utcnow())
 
     def change_password(self, username: str, password: str, new_password: str) -> None:
-        try:
-            passwords.check_rule(new_password)
-        except passwords.PasswordRuleError as exc:
-            raise errors.BadRequest(str(exc)) from exc
+        _checked_password(new_password)
         if new_password == password:
             raise errors.BadRequest("The new password must differ from the current one.")
         with self.db.session() as session:
@@ -145,11 +151,7 @@ class IdentityService:
         self, username: str, *, is_admin: bool = False, temporary_password: str | None = None
     ) -> str:
         check_username(username)
-        password = temporary_password or passwords.generate_temporary()
-        try:
-            passwords.check_rule(password)
-        except passwords.PasswordRuleError as exc:
-            raise errors.BadRequest(str(exc)) from exc
+        password = _checked_password(temporary_password or passwords.generate_temporary())
         with self.db.session() as session:
             if session.scalar(select(User.id).where(User.username == username)) is not None:
                 raise errors.Conflict(f"User {username!r} exists already.")
@@ -187,11 +189,7 @@ class IdentityService:
                 self._revoke_all(session, user)
 
     def reset_password(self, username: str, temporary_password: str | None = None) -> str:
-        password = temporary_password or passwords.generate_temporary()
-        try:
-            passwords.check_rule(password)
-        except passwords.PasswordRuleError as exc:
-            raise errors.BadRequest(str(exc)) from exc
+        password = _checked_password(temporary_password or passwords.generate_temporary())
         with self.db.session() as session:
             user = self._get(session, username)
             user.password_hash = passwords.hash_password(password)
