@@ -44,6 +44,8 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]
     if mlflow.active_run() is not None:
         mlflow.end_run()
     mlflow.set_tracking_uri(None)
+    # No public API unsets an experiment chosen with mlflow.set_experiment().
+    mlflow.tracking.fluent._active_experiment_id = None
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgres"])
