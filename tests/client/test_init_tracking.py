@@ -168,3 +168,29 @@ def test_run_outlives_its_access_token(
         mlflow.log_metric("step", 2)
     history = mlflow.MlflowClient().get_metric_history(run.info.run_id, "step")
     assert [m.value for m in history] == [0, 1, 2]
+
+
+def test_the_guides_shortest_script_tracks(
+    sqlite_platform: PlatformProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """init_tracking, then log without choosing an experiment: MLflow's shared Default is
+    nobody's on the platform, so the run lands in the user's own default experiment."""
+    username, password = sqlite_platform.new_user()
+    use(monkeypatch, sqlite_platform, (username, password))
+    mantik.init_tracking()
+    with mlflow.start_run() as run:
+        mlflow.log_metric("loss", 0.5)
+    assert mlflow.get_experiment(run.info.experiment_id).name == f"{username}-default"
+    assert mlflow.get_run(run.info.run_id).data.metrics == {"loss": 0.5}
+    assert "MLFLOW_EXPERIMENT_NAME" not in os.environ  # nothing leaks to child processes
+
+
+def test_a_chosen_experiment_is_left_alone(
+    sqlite_platform: PlatformProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    use(monkeypatch, sqlite_platform, sqlite_platform.new_user())
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "chosen-by-me")
+    mantik.init_tracking()
+    with mlflow.start_run() as run:
+        pass
+    assert mlflow.get_experiment(run.info.experiment_id).name == "chosen-by-me"

@@ -9,6 +9,7 @@ from mantik.client import _env, _tokens
 
 AUTH_PROVIDER_NAME = "mantik"
 _CONFLICTING = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
+_EXPERIMENT_CHOICES = ("MLFLOW_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID")
 
 
 def init_tracking() -> _tokens.Tokens:
@@ -33,7 +34,34 @@ def init_tracking() -> _tokens.Tokens:
     username = values[_env.USERNAME]
     tokens = _tokens.obtain(url, username, values[_env.PASSWORD])
     activate(url, tokens.access_token)
+    _choose_personal_default(username)
     return tokens
+
+
+def default_experiment(username: str) -> str:
+    """Where a user's runs go when no experiment is chosen (created on first use)."""
+    return f"{username}-default"
+
+
+def _choose_personal_default(username: str) -> None:
+    """Experiments are private to their creator, so MLflow's shared "Default" (id 0) is
+    nobody's: without a chosen experiment, this process logs to the user's own default.
+
+    Only this process is affected (no environment variable: one would leak into child
+    processes such as ``mlflow run --experiment-name``, which refuses two choices).
+    """
+    import mlflow
+    from mlflow.tracking import fluent
+
+    if fluent._active_experiment_id is not None or any(
+        os.environ.get(name) for name in _EXPERIMENT_CHOICES
+    ):
+        return
+    client = mlflow.MlflowClient()
+    name = default_experiment(username)
+    experiment = client.get_experiment_by_name(name)
+    experiment_id = experiment.experiment_id if experiment else client.create_experiment(name)
+    fluent._active_experiment_id = experiment_id  # type: ignore[assignment]
 
 
 def activate(url: str, access_token: str) -> None:
