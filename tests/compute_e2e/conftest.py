@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import mlflow
@@ -25,4 +26,4 @@ def sign_in(monkeypatch: pytest.MonkeyPatch, platform: PlatformProcess) -> tuple
 @pytest.fixture
 def experiment(monkeypatch: pytest.MonkeyPatch, sqlite_platform: PlatformProcess) -> str:
     sign_in(monkeypatch, sqlite_platform)
-    return str(mlflow.create_experiment(f"compute-{id(monkeypatch)}"))
+    return str(mlflow.create_experiment(f"compute-{uuid.uuid4().hex}"))
