@@ -23,7 +23,6 @@ import shutil
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -75,16 +74,7 @@ def _create_user(data_dir: Path, url: str, home: Path) -> None:
     )  # fmt: skip
     if created.returncode != 0:
         raise RuntimeError(f"creating the user failed: {created.stderr[-2000:]}")
-    body = {"username": USERNAME, "password": TEMPORARY_PASSWORD, "new_password": PASSWORD}
-    request = urllib.request.Request(
-        f"{url}/api/mantik/password",
-        data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
-    with urllib.request.urlopen(request, timeout=60) as response:
-        if response.status != 204:
-            raise RuntimeError(f"password change answered {response.status}")
+    procs.replace_temporary_password(url, USERNAME, TEMPORARY_PASSWORD, PASSWORD)
 
 
 def _experiment(env: dict[str, str], cwd: Path) -> str:

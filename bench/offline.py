@@ -24,7 +24,6 @@ import os
 import subprocess
 import sys
 import time
-import urllib.request
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -99,16 +98,7 @@ def _create_user(data_dir: Path, url: str, home: Path) -> None:
         env=_env(home, MANTIK_DATA_DIR=str(data_dir)), check=True, capture_output=True,
         timeout=120,
     )  # fmt: skip
-    body = {"username": USERNAME, "password": TEMPORARY_PASSWORD, "new_password": PASSWORD}
-    request = urllib.request.Request(
-        f"{url}/api/mantik/password",
-        data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
-    with urllib.request.urlopen(request, timeout=60) as response:
-        if response.status != 204:
-            raise RuntimeError(f"password change answered {response.status}")
+    procs.replace_temporary_password(url, USERNAME, TEMPORARY_PASSWORD, PASSWORD)
 
 
 class SyncBench:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import json
 import os
 import signal
 import socket
@@ -295,3 +296,17 @@ def running(
         yield server
     finally:
         server.stop()
+
+
+def replace_temporary_password(url: str, username: str, temporary: str, password: str) -> None:
+    """Replace a new account's temporary password, as its user would (POST /api/mantik/password)."""
+    body = {"username": username, "password": temporary, "new_password": password}
+    request = urllib.request.Request(
+        f"{url}/api/mantik/password",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        if response.status != 204:
+            raise RuntimeError(f"password change answered {response.status}")

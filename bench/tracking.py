@@ -13,12 +13,10 @@ client process. Memory is the summed RSS of a server's process tree.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -201,16 +199,7 @@ def _create_user(data_dir: Path, url: str) -> None:
         ],
         env=env, check=True, capture_output=True, timeout=120,
     )  # fmt: skip
-    body = {"username": USERNAME, "password": TEMPORARY_PASSWORD, "new_password": PASSWORD}
-    request = urllib.request.Request(
-        f"{url}/api/mantik/password",
-        data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
-    with urllib.request.urlopen(request, timeout=60) as response:
-        if response.status != 204:
-            raise RuntimeError(f"password change answered {response.status}")
+    procs.replace_temporary_password(url, USERNAME, TEMPORARY_PASSWORD, PASSWORD)
 
 
 @contextlib.contextmanager
