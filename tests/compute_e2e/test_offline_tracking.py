@@ -26,6 +26,7 @@ from mantik.server.compute.offline_sync import OfflineSyncer
 from mantik.server.compute.service import ComputeService
 from mantik.server.models import ComputeJob, OfflineSync
 from mantik.server.platform import build
+from tests.support.offline_job import TRAIN, central_points
 from tests.support.platform import PlatformProcess, free_port, start_platform
 from tests.support.services import require_slurm
 
@@ -35,36 +36,6 @@ KEYS = 10  # points per step: one log_metrics call each
 SNAPSHOT_SECONDS = 2.0
 POLL_SECONDS = 1.0
 SYNC_PERIOD = SNAPSHOT_SECONDS + POLL_SECONDS
-
-TRAIN = r"""
-import math, sys, time
-import mlflow
-
-points, seconds, keys = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
-steps = points // keys
-with mlflow.start_run():
-    mlflow.log_params({"lr": "0.01", "steps": str(steps)})
-    mlflow.set_tag("team", "vision")
-    mlflow.log_metric("odd", math.nan, step=0)
-    start = time.time()
-    for step in range(steps):
-        mlflow.log_metrics({f"m{k}": step + k / 10 for k in range(keys)}, step=step)
-        if step == 0:
-            print("logging", flush=True)
-        pause = start + seconds * (step + 1) / steps - time.time()
-        if pause > 0:
-            time.sleep(pause)
-    mlflow.log_text("the end", "notes/summary.txt")
-
-    class Echo(mlflow.pyfunc.PythonModel):
-        def predict(self, context, model_input):
-            return model_input
-
-    mlflow.pyfunc.log_model(name="echo", python_model=Echo(), pip_requirements=["mlflow"])
-    with mlflow.start_run(nested=True, run_name="evaluation"):
-        mlflow.log_metric("score", 0.75)
-print("trained", flush=True)
-"""
 
 
 class Platform:
@@ -139,12 +110,6 @@ def _project(make_project: Callable[..., Path], site: str, runtime: str, *args: 
     return make_project(command, config, {"train.py": TRAIN})
 
 
-def _central_points(run_id: str) -> int:
-    metrics = mlflow.get_run(run_id).data.metrics
-    client = mlflow.MlflowClient()
-    return sum(len(client.get_metric_history(run_id, key)) for key in metrics if key != "score")
-
-
 def _snapshot_points(workdir: Path) -> int:
     snapshot = workdir / ".mantik" / "offline" / "snapshot.db"
     with sqlite3.connect(f"file:{snapshot}?mode=ro", uri=True) as connection:
@@ -172,12 +137,12 @@ def test_offline_job_is_synced_live_through_a_restart_and_exactly_once(
     _wait_for("the job to log", lambda: "logging" in client.get_logs(run_id), 120)
 
     # Live: new points reach the central run within one sync period, again and again.
-    _wait_for("the first synced points", lambda: _central_points(run_id) > 0, 4 * SYNC_PERIOD)
-    seen = [_central_points(run_id)]
+    _wait_for("the first synced points", lambda: central_points(run_id) > 0, 4 * SYNC_PERIOD)
+    seen = [central_points(run_id)]
     lags = []
     for _ in range(3):
         time.sleep(SYNC_PERIOD + 1)
-        seen.append(_central_points(run_id))
+        seen.append(central_points(run_id))
         info = client.get_status(run_id)
         lags.append(info.sync_lag_seconds)
     print(f"central points every {SYNC_PERIOD + 1:g} s: {seen}; sync lag: {lags}")
@@ -193,7 +158,7 @@ def test_offline_job_is_synced_live_through_a_restart_and_exactly_once(
     assert "trained" in client.get_logs(run_id)
 
     run = mlflow.get_run(run_id)
-    assert _central_points(run_id) == POINTS + 1  # + the NaN point
+    assert central_points(run_id) == POINTS + 1  # + the NaN point
     history = mlflow.MlflowClient().get_metric_history(run_id, "m3")
     assert sorted(m.step for m in history) == list(range(POINTS // KEYS))
     assert all(m.value == m.step + 0.3 for m in history)
@@ -235,7 +200,7 @@ def test_offline_job_is_synced_live_through_a_restart_and_exactly_once(
     syncer.client.log_batch = counted  # type: ignore[method-assign]
     syncer.sync(job, final=True, wait=True, status="FINISHED")
     assert sum(pushed) == 0
-    assert _central_points(run_id) == POINTS + 1
+    assert central_points(run_id) == POINTS + 1
     assert len(mlflow.search_logged_models(experiment_ids=[experiment], output_format="list")) == 1
     assert len(mlflow.search_runs([experiment], output_format="list")) == 2
 
@@ -268,7 +233,7 @@ def test_time_limit_keeps_everything_the_job_logged(
         logged = int(connection.execute("SELECT count(*) FROM metrics").fetchone()[0])
     assert logged > 1000  # it really logged for a while
     assert _snapshot_points(workdir) == logged  # the last snapshot came after SIGTERM
-    assert _central_points(submitted.run_id) == logged
+    assert central_points(submitted.run_id) == logged
 
 
 def test_offline_on_the_local_site(
@@ -281,5 +246,5 @@ def test_offline_on_the_local_site(
     info = client.wait(submitted.run_id, timeout=180, interval=0.5)
     assert info.run_status == "FINISHED", client.get_logs(submitted.run_id)
     assert info.tracking == "offline"
-    assert _central_points(submitted.run_id) == 201
+    assert central_points(submitted.run_id) == 201
     assert "tracking offline" in client.get_logs(submitted.run_id)

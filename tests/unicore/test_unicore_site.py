@@ -10,7 +10,6 @@ import hashlib
 import json
 import os
 import socket
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -23,26 +22,10 @@ import mantik
 from tests.compute_e2e.conftest import sign_in
 from tests.support import apptainer
 from tests.support.platform import PlatformProcess, start_platform
-from tests.support.services import require_slurm
 from tests.support.unicore_gateway import UnicoreGateway
+from tests.unicore.conftest import UNICORE_PASSWORD, UNICORE_USER
 
 pytestmark = pytest.mark.slurm
-UNICORE_USER, UNICORE_PASSWORD = "judoor1", "unicore-Pass-42!"
-
-
-@pytest.fixture(scope="module")
-def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UnicoreGateway]:
-    require_slurm()
-    # The site's nodes have a Python with MLflow (in production: the project's container).
-    path = os.pathsep.join([os.path.dirname(sys.executable), os.environ["PATH"]])
-    with UnicoreGateway(
-        {UNICORE_USER: UNICORE_PASSWORD},
-        tmp_path_factory.mktemp("unicore"),
-        site="JUWELS",
-        job_environment={"PATH": path, "HOME": os.environ.get("HOME", "/root")},
-        storages=("SCRATCH",),
-    ) as server:
-        yield server
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, Query, Request, UploadFile
+from fastapi import APIRouter, BackgroundTasks, File, Form, Query, Request, UploadFile
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
@@ -179,9 +179,15 @@ def list_runs(
 
 
 @router.get("/runs/{run_id}", response_model=RunView)
-def get_run(request: Request, user: CurrentUser, run_id: str) -> RunView:
+def get_run(
+    request: Request, user: CurrentUser, run_id: str, background: BackgroundTasks
+) -> RunView:
     service = _service(request)
-    return _view(service, service.status(user.username, run_id, _header_credentials(request)))
+    credentials = _header_credentials(request)
+    job = service.status(user.username, run_id, credentials)
+    if credentials is not None:  # offline runs on UNICORE sync while someone follows them
+        background.add_task(service.refresh_offline, job.run_id, credentials)
+    return _view(service, job)
 
 
 @router.get("/runs/{run_id}/logs", response_class=PlainTextResponse)

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select
 
 from mantik.compute.states import JobState
-from mantik.server.compute.drivers import TrackedJob
+from mantik.server.compute.drivers import SiteCredentials, TrackedJob
 from mantik.server.compute.offline_files import checked_dir
 from mantik.server.compute.offline_push import JobSync
 from mantik.server.compute.offline_state import SyncState
@@ -80,28 +80,43 @@ class OfflineSyncer:
             except Exception as exc:  # one job's trouble must not stop the others
                 log.warning("offline sync of run %s failed: %s", job.run_id, exc)
 
-    def finish(self, job: ComputeJob, status: str) -> int | None:
+    def finish(
+        self, job: ComputeJob, status: str, credentials: SiteCredentials | None = None
+    ) -> int | None:
         """The final sync of an ended job; returns when its run ended (ms), for offline runs."""
         try:
-            return self.sync(job, final=True, wait=True, status=status)
-        except Exception as exc:  # later cycles retry the final sync
+            return self.sync(job, final=True, wait=True, status=status, credentials=credentials)
+        except Exception as exc:  # later cycles (or requests with credentials) retry
             log.warning("final offline sync of run %s failed: %s", job.run_id, exc)
             return None
 
     def sync(
-        self, job: ComputeJob, *, final: bool, wait: bool, status: str | None = None
+        self,
+        job: ComputeJob,
+        *,
+        final: bool,
+        wait: bool,
+        status: str | None = None,
+        credentials: SiteCredentials | None = None,
     ) -> int | None:
-        mantik_dir = self.service.driver(job.site).offline_files(
-            TrackedJob(str(job.job_id), Path(job.workdir))
-        )
-        if mantik_dir is None:  # the platform cannot read this site's job folders
+        """Push what the job's newest snapshot holds beyond the marks; ``credentials``: the
+        user's, for sites whose job folders the platform reads only with them (UNICORE)."""
+        driver = self.service.driver(job.site)
+        if driver.needs_credentials and credentials is None:
             return None
         state = SyncState(self.service.db, job.run_id)
         with self._lock(job.run_id, wait) as locked:
             if not locked:
                 return None
-            record = state.load() or self._record_mode(state, mantik_dir)
-            if record is None or record.tracking != "offline" or record.final_at is not None:
+            record = state.load()
+            if record is not None and (record.tracking != "offline" or record.final_at):
+                return None  # online, or synced completely: nothing to fetch
+            tracked = TrackedJob(str(job.job_id), Path(job.workdir))
+            mantik_dir = driver.offline_files(tracked, credentials, final=final)
+            if mantik_dir is None:  # the platform cannot read this site's job folders
+                return None
+            record = record or self._record_mode(state, mantik_dir)
+            if record is None or record.tracking != "offline":
                 return None
             offline_dir = checked_dir(mantik_dir / OFFLINE_DIR, mantik_dir.parent)
             snapshot = offline_dir / SNAPSHOT

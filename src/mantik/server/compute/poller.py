@@ -18,9 +18,8 @@ from pathlib import Path
 from sqlalchemy import select
 
 from mantik.compute.states import JobState, Observation
-from mantik.server.compute.drivers import DriverError, TrackedJob
+from mantik.server.compute.drivers import DriverError, SiteCredentials, TrackedJob
 from mantik.server.compute.offline_files import UnsafePath, checked_dir, private_copy
-from mantik.server.compute.offline_sync import OfflineSyncer
 from mantik.server.compute.service import ComputeService
 from mantik.server.models import ComputeJob, utcnow
 
@@ -40,7 +39,7 @@ class Poller:
     def __init__(self, service: ComputeService) -> None:
         self.service = service
         self.queries = 0  # scheduler queries made, for the benchmark
-        self.offline = OfflineSyncer(service)
+        self.offline = service.offline
 
     def poll_once(self) -> None:
         with self.service.db.session() as session:
@@ -85,14 +84,18 @@ class Poller:
             return Observation(JobState.RUNNING)
         return None
 
-    def apply(self, job: ComputeJob, seen: Observation) -> None:
+    def apply(
+        self, job: ComputeJob, seen: Observation, credentials: SiteCredentials | None = None
+    ) -> None:
+        """Bring the run and the job record to ``seen``; ``credentials``: those of the user's
+        request that observed it, for the final sync of sites read only with them."""
         if seen.state is JobState.LOST and utcnow() - job.submitted_at < _LOST_GRACE:
             return
         if seen.state.value == job.state and seen.reason == job.reason:
             return
         runs = self.service.runs
         if seen.state.terminal:
-            self._finish(job, seen)
+            self._finish(job, seen, credentials)
         elif seen.state is JobState.RUNNING and runs.status(job.run_id) == "SCHEDULED":
             runs.set_status(job.run_id, "RUNNING", terminal=False)
         with self.service.db.session() as session:
@@ -106,14 +109,16 @@ class Poller:
             if seen.state.terminal:
                 row.finished_at = utcnow()
 
-    def _finish(self, job: ComputeJob, seen: Observation) -> None:
+    def _finish(
+        self, job: ComputeJob, seen: Observation, credentials: SiteCredentials | None
+    ) -> None:
         runs = self.service.runs
         status = seen.state.run_status
         # The wrapper reports success or failure itself; scheduler verdicts (time limit,
         # memory, node failure, cancel) are only known here and override what it said.
         # Offline runs: everything the job logged is in the run before it ends, at the time
         # the job's own run ended.
-        end_time = self.offline.finish(job, status)
+        end_time = self.offline.finish(job, status, credentials)
         current = runs.status(job.run_id)
         if current != status or current not in _TERMINAL_RUN_STATUSES:
             runs.set_status(job.run_id, status, terminal=True, end_time=end_time)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
+import math
 import shutil
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -27,6 +30,7 @@ from mantik.server.compute.drivers import (
 )
 from mantik.server.compute.errors import ComputeError
 from mantik.server.compute.images import DIGEST_MARKER, ImageCache, check_digest
+from mantik.server.compute.offline_sync import OfflineSyncer
 from mantik.server.compute.runs import RunStore
 from mantik.server.compute.sites import SiteConfig, configured_sites, image_cache_dir, work_root
 from mantik.server.compute.spec import STAGED_IMAGE, JobSpec
@@ -37,6 +41,7 @@ from mantik.server.identity.tokens import TokenService
 from mantik.server.models import ComputeJob
 from mantik.server.tracking.permissions import can_access
 
+log = logging.getLogger("mantik.compute")
 DEFAULT_RUNTIME_SECONDS = 24 * 3600
 _MAX_RATIO = 1100
 
@@ -95,8 +100,13 @@ class ComputeService:
         self.runs = RunStore(settings)
         self.sites = configured_sites(settings)
         self._drivers: dict[str, Driver] = {}
-        # Set by the poller: how a fresh observation is applied (status, tags, token).
-        self.on_observation: Callable[[ComputeJob, Observation], None] | None = None
+        self.offline = OfflineSyncer(self)
+        # Set by the poller: how a fresh observation is applied (status, tags, token; the
+        # final offline sync, with the credentials of the request that observed it).
+        self.on_observation: (
+            Callable[[ComputeJob, Observation, SiteCredentials | None], None] | None
+        ) = None
+        self._refreshed: dict[str, float] = {}  # run id → when its offline files were fetched
 
     def driver(self, site: str) -> Driver:
         if site not in self._drivers:
@@ -380,7 +390,7 @@ class ComputeService:
     ) -> ComputeJob:
         """The job's state; with credentials, fresh from sites that need them to answer."""
         job = self.job(username, run_id)
-        if credentials is not None and job.job_id and not JobState(job.state).terminal:
+        if credentials is not None and job.job_id and self._observable(job):
             try:
                 seen = self.driver(job.site).observe(
                     TrackedJob(job.job_id, Path(job.workdir)), credentials
@@ -388,9 +398,35 @@ class ComputeService:
             except DriverError as exc:
                 raise ComputeError(exc.status, str(exc)) from exc
             if seen is not None and self.on_observation is not None:
-                self.on_observation(job, seen)
+                self.on_observation(job, seen, credentials)
                 job = self.job(username, run_id)
         return job
+
+    def _observable(self, job: ComputeJob) -> bool:
+        """Worth asking the site: a job still going, or one called LOST on a site that only
+        answers with credentials (it may have ended well, with offline data to sync)."""
+        state = JobState(job.state)
+        return not state.terminal or (
+            state is JobState.LOST and self.driver(job.site).needs_credentials
+        )
+
+    def refresh_offline(self, run_id: str, credentials: SiteCredentials) -> None:
+        """Sync an offline job on a site read only with credentials (after a status request
+        that carried them; at most once per snapshot period and run, per worker)."""
+        with self.db.session() as session:
+            job = session.get(ComputeJob, run_id)
+        if job is None or not job.job_id or JobState(job.state).terminal:
+            return
+        if not self.driver(job.site).needs_credentials:
+            return  # the poller reads this site's folders by itself
+        now = time.monotonic()
+        if now - self._refreshed.get(run_id, -math.inf) < self.settings.offline_snapshot_seconds:
+            return
+        self._refreshed[run_id] = now
+        try:
+            self.offline.sync(job, final=False, wait=False, credentials=credentials)
+        except Exception as exc:  # the next request retries; the final sync is what counts
+            log.warning("offline sync of run %s failed: %s", run_id, exc)
 
     def cancel(
         self, username: str, run_id: str, credentials: SiteCredentials | None = None

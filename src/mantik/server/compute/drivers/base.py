@@ -60,6 +60,9 @@ class TrackedJob:
 
 
 class Driver(ABC):
+    # The platform sees this site's job folders only with the user's credentials (UNICORE).
+    needs_credentials = False
+
     def __init__(self, site: SiteConfig) -> None:
         self.site = site
 
@@ -101,9 +104,11 @@ class Driver(ABC):
         # The job owns its folder: a symlinked log must not expose platform files.
         return read_job_text(job.workdir / ".mantik" / "job.log", job.workdir)
 
-    def offline_files(self, job: TrackedJob) -> Path | None:
-        """The job's ``.mantik`` folder as the platform reads it for offline tracking (a
-        filesystem shared with the nodes); None where the platform cannot read it."""
+    def offline_files(
+        self, job: TrackedJob, credentials: SiteCredentials | None = None, *, final: bool = False
+    ) -> Path | None:
+        """The job's ``.mantik`` folder as the platform reads it for offline tracking (here: a
+        filesystem shared with the nodes); None where it cannot be read (now)."""
         return job.workdir / ".mantik"
 
     @staticmethod

@@ -3,8 +3,9 @@
 The user's UNICORE credentials arrive with each request and live only as long as it does.
 Without them the platform cannot ask UNICORE about a job, so the job wrapper reports its
 own RUNNING and final states with the job token; when the user asks for status, logs or a
-cancel, the client sends the credentials again and the platform asks UNICORE directly; a job
-that never reports is marked LOST once its token (Runtime + queue allowance) has expired.
+cancel, the client sends the credentials again and the platform asks UNICORE directly (and,
+for offline tracking, fetches the job's snapshot through the file API); a job that never
+reports is marked LOST once its token (Runtime + queue allowance) has expired.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from mantik.server.compute.drivers.base import (
     SiteCredentials,
     TrackedJob,
 )
+from mantik.server.compute.drivers.unicore_files import MANTIK, MirrorError, OfflineMirror
 from mantik.server.compute.spec import STAGED_IMAGE, JobSpec
 from mantik.server.compute.wrapper import TOKEN_FILE
 
@@ -114,6 +116,8 @@ def _translate(exc: Exception, site: str) -> DriverError:
 
 
 class UnicoreDriver(Driver):
+    needs_credentials = True
+
     def _verify(self) -> bool | ssl.SSLContext:
         if not self.site.verify_tls:
             return False
@@ -233,14 +237,22 @@ class UnicoreDriver(Driver):
         except Exception as exc:
             raise _translate(exc, self.site.name) from exc
 
-    def offline_files(self, job: TrackedJob) -> Path | None:
-        # The seam for offline tracking on UNICORE: the job folder lies on the site, reachable
-        # only through its file API (``self._job(job, credentials).working_dir``) with the
-        # user's credentials, which the platform holds during a request only. Fetching
-        # .mantik/tracking, offline/snapshot.db and new artifacts there into a platform folder
-        # and returning that folder is what is left to build; until then offline runs on
-        # UNICORE keep their data on the site and are not synced.
-        return None
+    def offline_files(
+        self, job: TrackedJob, credentials: SiteCredentials | None = None, *, final: bool = False
+    ) -> Path | None:
+        # The job folder lies on the site: mirrored through its file API while a request
+        # holds the user's credentials (see unicore_files); without them, nothing to read.
+        if credentials is None:
+            return None
+        try:
+            storage = self._job(job, credentials).working_dir
+            return OfflineMirror(storage, job.workdir / MANTIK).run(final=final)
+        except DriverError:
+            raise
+        except MirrorError as exc:
+            raise DriverError(f"Offline files of job {job.job_id}: {exc}") from exc
+        except Exception as exc:
+            raise _translate(exc, self.site.name) from exc
 
     def read_log(self, job: TrackedJob, credentials: SiteCredentials | None = None) -> str:
         if credentials is None:

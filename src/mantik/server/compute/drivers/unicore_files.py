@@ -1,0 +1,177 @@
+"""Offline tracking on UNICORE: what the job wrote, fetched through the site's file API.
+
+A UNICORE job's folder lies on the site, readable only with the user's credentials, which
+the platform holds during a request. While a request holds them, :func:`mirror_offline`
+copies the files the offline sync reads into the platform's own folder for the job —
+``tracking``, ``exit-code``, ``offline/snapshot.db`` and ``offline/artifacts/**`` (and the
+job log once the job ended) — each only when its size or modification time changed, and
+with the site's modification time, so that the sync's marks (snapshot and artifacts by
+size and mtime) work on the copy as they do on a shared filesystem.
+
+Names come from the site's listing: each must be one plain path component (no ``..``, no
+slash) and land inside the mirror; files are written under a temporary name and renamed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path, PurePosixPath
+from typing import Any
+from urllib.parse import quote
+
+from pyunicore import client as unicore
+
+from mantik.server.compute.wrapper_offline import MODE_FILE, OFFLINE_DIR, SNAPSHOT
+
+MANTIK = ".mantik"  # the wrapper's folder in the job's working directory
+ARTIFACTS = "artifacts"
+SMALL_FILES = (MODE_FILE, "exit-code")
+LOG = "job.log"
+# Bounds against a job that plants a huge tree in its artifact folder.
+MAX_DEPTH = 32
+MAX_FILES = 100_000
+
+
+class MirrorError(Exception):
+    """The site's answer cannot be mirrored safely (the message says why)."""
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    name: str
+    is_dir: bool
+    size: int
+    mtime: float | None  # seconds since the epoch; None when the site did not say
+
+
+def parse_time(text: Any) -> float | None:
+    """UNICORE's ``yyyy-MM-dd'T'HH:mm:ssZ`` (e.g. ``2024-01-01T12:00:00+0100``)."""
+    try:
+        return datetime.strptime(str(text), "%Y-%m-%dT%H:%M:%S%z").timestamp()
+    except ValueError:
+        return None
+
+
+def children(listing: dict[str, Any], folder: str) -> dict[str, RemoteFile]:
+    """The entries of a directory listing directly inside ``folder`` (a path from the
+    storage root), by name; entries whose names are not one plain component are dropped."""
+    prefix = "/" + folder.strip("/")
+    found = {}
+    for key, meta in (listing.get("content") or {}).items():
+        path = PurePosixPath("/" + str(key).lstrip("/"))
+        name = path.name
+        if str(path.parent) != prefix or name in ("", ".", "..") or "\0" in name:
+            continue
+        if not isinstance(meta, dict):
+            continue
+        found[name] = RemoteFile(
+            name,
+            bool(meta.get("isDirectory")),
+            int(meta.get("size") or 0),
+            parse_time(meta.get("lastAccessed")),
+        )
+    return found
+
+
+class OfflineMirror:
+    """Copies one job's offline files from its UNICORE working directory to ``target``."""
+
+    def __init__(self, storage: unicore.Storage, target: Path) -> None:
+        self.storage = storage
+        self.target = target
+        self.files = 0
+        self.bytes = 0  # fetched by this mirror, for the log and the benchmark
+
+    def run(self, *, final: bool) -> Path:
+        """Bring ``target`` up to date; ``final``: the job ended (also fetch its log, and
+        re-read a snapshot that may have been replaced within the same second)."""
+        self.target.mkdir(mode=0o700, parents=True, exist_ok=True)
+        top = self._list(MANTIK)
+        for name in SMALL_FILES + ((LOG,) if final else ()):
+            if name in top and not top[name].is_dir:
+                self._fetch(f"{MANTIK}/{name}", top[name], force=final)
+        if self._mode() != "offline":
+            return self.target
+        folder = f"{MANTIK}/{OFFLINE_DIR}"
+        offline = self._list(folder)
+        snapshot = offline.get(SNAPSHOT)
+        if snapshot is not None and not snapshot.is_dir:
+            self._fetch(f"{folder}/{SNAPSHOT}", snapshot, force=final)
+        if ARTIFACTS in offline and offline[ARTIFACTS].is_dir:
+            self._tree(f"{folder}/{ARTIFACTS}", depth=0)
+        return self.target
+
+    def _mode(self) -> str:
+        with contextlib.suppress(OSError):
+            return (self.target / MODE_FILE).read_text(errors="replace").strip()
+        return ""
+
+    def _list(self, folder: str) -> dict[str, RemoteFile]:
+        try:
+            listing = self.storage.contents(folder)
+        except Exception as exc:
+            if str(exc).startswith("404"):  # not written yet
+                return {}
+            raise
+        return children(listing, folder)
+
+    def _tree(self, folder: str, depth: int) -> None:
+        if depth > MAX_DEPTH:
+            raise MirrorError(f"{folder} nests deeper than {MAX_DEPTH} folders")
+        for name, entry in sorted(self._list(folder).items()):
+            if entry.is_dir:
+                self._tree(f"{folder}/{name}", depth + 1)
+            else:
+                self._fetch(f"{folder}/{name}", entry, force=False)
+
+    def _local(self, remote: str) -> Path:
+        relative = PurePosixPath(remote).relative_to(MANTIK)
+        local = self.target.joinpath(*relative.parts)
+        # The mirror is the platform's own folder (no symlinks in it); check anyway.
+        if not os.path.realpath(local).startswith(os.path.realpath(self.target) + os.sep):
+            raise MirrorError(f"{remote} leaves the job's folder")
+        return local
+
+    def _fetch(self, remote: str, entry: RemoteFile, *, force: bool) -> None:
+        local = self._local(remote)
+        if not force and entry.mtime is not None and _same(local, entry):
+            return
+        self.files += 1
+        if self.files > MAX_FILES:
+            raise MirrorError(f"the job's offline folder holds more than {MAX_FILES} files")
+        local.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        handle, partial = tempfile.mkstemp(prefix=f".{local.name}.", dir=local.parent)
+        try:
+            with os.fdopen(handle, "wb") as out:
+                for chunk in self._download(remote):
+                    out.write(chunk)
+                    self.bytes += len(chunk)
+            if entry.mtime is not None:
+                os.utime(partial, (entry.mtime, entry.mtime))
+            os.replace(partial, local)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(partial)
+            raise
+
+    def _download(self, remote: str) -> Iterator[bytes]:
+        """One GET for the whole file: a snapshot the node replaces meanwhile is read whole
+        from the file the site opened (the node renames, never rewrites, a snapshot)."""
+        url = f"{self.storage.resource_url.rstrip('/')}/files/{quote(remote)}"
+        with unicore.PathFile(self.storage, url, remote).raw() as response:
+            if response.status_code != 200:  # pyunicore's raw() does not check
+                raise MirrorError(f"{response.status_code}: the site refused to send {remote}")
+            yield from response.iter_bytes(1024 * 1024)
+
+
+def _same(local: Path, entry: RemoteFile) -> bool:
+    try:
+        info = local.stat()
+    except OSError:
+        return False
+    return info.st_size == entry.size and int(info.st_mtime) == int(entry.mtime or -1)
