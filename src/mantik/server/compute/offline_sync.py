@@ -21,6 +21,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import shutil
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -134,6 +135,8 @@ class OfflineSyncer:
                 state.failed(f"{type(exc).__name__}: {exc}")
                 raise
             state.done(mtime, final=final)
+            if final and driver.needs_credentials:  # a copy fetched from the site: done with
+                shutil.rmtree(offline_dir, ignore_errors=True)
             if final and end is None:  # killed before it ended its run: when the job ended
                 with contextlib.suppress(OSError):
                     end = int((mantik_dir / "exit-code").stat().st_mtime * 1000)
