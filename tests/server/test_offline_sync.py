@@ -57,6 +57,18 @@ with mlflow.start_run() as run:
             mlflow.log_param("fold", "1")
 """
 
+# Logs a model into the job's run after its points went central: MLflow links the run's
+# points of the model's step (0) to it, in the local store only.
+LATE_MODEL = r"""
+import mlflow
+with mlflow.start_run():
+    class Echo(mlflow.pyfunc.PythonModel):
+        def predict(self, context, model_input):
+            return model_input
+
+    mlflow.pyfunc.log_model(name="late", python_model=Echo(), pip_requirements=["mlflow"])
+"""
+
 
 @dataclass
 class Job:
@@ -69,7 +81,7 @@ class Job:
     def offline(self) -> Path:
         return self.workdir / ".mantik" / "offline"
 
-    def node(self, *args: str) -> None:
+    def node(self, *args: str, script: str = TRAIN) -> None:
         """Run on the "node": the job's MLflow logs into the local store, then a snapshot."""
         env = {
             **os.environ,
@@ -78,7 +90,7 @@ class Job:
             "MLFLOW_EXPERIMENT_ID": self.experiment_id,
         }
         if args:
-            command = [sys.executable, "-c", TRAIN, *args]
+            command = [sys.executable, "-c", script, *args]
         else:
             command = [sys.executable, str(NODE / "offline_init.py")]
         subprocess.run(command, env=env, check=True, timeout=300, capture_output=True)
@@ -203,6 +215,29 @@ def test_everything_arrives_once_across_restarts_and_full_resyncs(job: Job) -> N
     assert len(client.search_logged_models([job.experiment_id])) == 1
     assert len(client.search_runs([job.experiment_id])) == 2
     assert len(client.get_run(job.run_id).outputs.model_outputs) == 1
+
+
+def test_a_model_logged_after_its_points_synced_gets_linked_to_them(job: Job) -> None:
+    client: MlflowClient = job.service.runs.client
+    job.node("2", "0", "10")
+    syncer = OfflineSyncer(job.service)
+    syncer.sync(job.record(), final=False, wait=True)
+    assert len(client.get_metric_history(job.run_id, "loss")) == 10
+
+    job.node("late", script=LATE_MODEL)
+    pushed = _counting(syncer)
+    syncer.sync(job.record(), final=True, wait=True, status="FINISHED")
+    (model,) = client.search_logged_models([job.experiment_id])
+    assert [(m.key, m.step, m.value) for m in model.metrics or []] == [("loss", 0, 1.0)]
+    assert sum(pushed) == 1  # the one linked point, again: the server adds only the link
+    assert len(client.get_metric_history(job.run_id, "loss")) == 10
+
+    with job.service.db.session() as session:  # a full re-sync links nothing twice
+        session.execute(update(OfflineSync).values(snapshot_mtime_ns=None, final_at=None))
+    OfflineSyncer(job.service).sync(job.record(), final=True, wait=True, status="FINISHED")
+    (model,) = client.search_logged_models([job.experiment_id])
+    assert len(model.metrics or []) == 1
+    assert len(client.get_metric_history(job.run_id, "loss")) == 10
 
 
 def test_a_snapshot_symlinked_elsewhere_is_refused(job: Job, tmp_path: Path) -> None:

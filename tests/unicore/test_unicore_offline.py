@@ -143,6 +143,9 @@ def test_offline_unicore_job_is_synced_while_followed_and_exactly_once(
     assert [(m.name, m.source_run_id, m.status.value) for m in models] == [
         ("echo", run_id, "READY")
     ]
+    # log_model linked the run's step-0 points to the model long after they were synced
+    linked = {(m.key, m.step) for m in models[0].metrics or []}
+    assert linked == {(f"m{k}", 0) for k in range(KEYS)} | {("odd", 0)}
     children = mlflow.search_runs(
         [experiment], filter_string=f"tags.mlflow.parentRunId = '{run_id}'", output_format="list"
     )

@@ -123,6 +123,8 @@ class OfflineRun(Base):
     central_run_id: Mapped[str] = mapped_column(String(32))
     # High-water mark: the local ``metrics`` rows up to this rowid are in the central run.
     metric_rowid: Mapped[int] = mapped_column(BigInteger, default=0)
+    # … and the local ``logged_model_metrics`` rows up to this rowid (links to models).
+    link_rowid: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     ended: Mapped[bool] = mapped_column(Boolean, default=False)
 
 

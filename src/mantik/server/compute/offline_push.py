@@ -169,7 +169,7 @@ class JobSync:
             self.client.log_batch(central_id, tags=changed[start : start + _PAIRS_BATCH])
 
     def _metrics(self, local_id: str, row: OfflineRun, models: dict[str, str]) -> None:
-        high = row.metric_rowid
+        pushed_before = high = row.metric_rowid
         while points := self.local.metrics(local_id, high, BATCH):
             metrics = []
             for p in points:
@@ -182,6 +182,35 @@ class JobSync:
             self.state.advance(local_id, high, newest)  # only after the push went through
             self.newest = max(self.newest or 0, newest)
         row.metric_rowid = high
+        self._late_links(local_id, row, models, pushed_before)
+
+    def _late_links(
+        self, local_id: str, row: OfflineRun, models: dict[str, str], pushed_before: int
+    ) -> None:
+        """Links to models made after their points went central (the points pushed just now
+        carried theirs): the point again, with its model — the server adds only the link."""
+        mark = row.link_rowid
+        while links := self.local.metric_links(local_id, mark, BATCH):
+            late = []
+            for link in links:
+                point, model = link.point, models.get(link.model_id)
+                if point is not None and model and point.rowid <= pushed_before:
+                    late.append(
+                        Metric(
+                            point.key,
+                            point.value,
+                            point.timestamp,
+                            point.step,
+                            model,
+                            point.dataset_name,
+                            point.dataset_digest,
+                        )
+                    )
+            if late:
+                self.client.log_batch(row.central_run_id, metrics=late)
+            mark = links[-1].rowid
+            self.state.advance_links(local_id, mark)
+        row.link_rowid = mark
 
     def _artifacts(self, run: LocalRun, central_id: str) -> None:
         root = node_path(run.artifact_uri, self.offline_dir)

@@ -58,6 +58,7 @@ class SyncState:
             local_run_id=local_run_id,
             central_run_id=central_run_id,
             metric_rowid=0,
+            link_rowid=0,
             ended=False,
         )
         with self.db.session() as session:
@@ -73,6 +74,14 @@ class SyncState:
                 raise RuntimeError(f"no sync records for run {self.run_id}")
             run.metric_rowid = rowid
             sync.newest_point_ms = max(sync.newest_point_ms or 0, newest_point_ms)
+
+    def advance_links(self, local_run_id: str, rowid: int) -> None:
+        """Model links of ``local_run_id`` up to ``rowid`` are central."""
+        with self.db.session() as session:
+            run = session.get(OfflineRun, (self.run_id, local_run_id))
+            if run is None:
+                raise RuntimeError(f"no sync records for run {self.run_id}")
+            run.link_rowid = rowid
 
     def mark_ended(self, local_run_id: str) -> None:
         with self.db.session() as session:

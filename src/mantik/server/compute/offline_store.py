@@ -42,6 +42,16 @@ class MetricRow:
 
 
 @dataclass(frozen=True)
+class LinkRow:
+    """A metric point's link to a logged model; ``point_rowid``: the point's own row."""
+
+    rowid: int
+    model_id: str
+    point_rowid: int | None
+    point: MetricRow | None
+
+
+@dataclass(frozen=True)
 class LocalModel:
     model_id: str
     name: str
@@ -133,6 +143,32 @@ class Snapshot:
             (run_id, min(stamps), max(stamps)),
         )
         return {(r[0], r[1], r[2]): (r[3], r[4], r[5]) for r in found}
+
+    def metric_links(self, run_id: str, after_rowid: int, limit: int) -> list[LinkRow]:
+        """The next ``limit`` links of points of ``run_id`` to models, in rowid order. MLflow
+        also links points long after they were logged (``log_model`` links the run's points
+        of its step), so links have their own high-water mark."""
+        if not self.has_models:
+            return []
+        rows = self.db.execute(
+            "SELECT l.rowid, l.model_id, l.dataset_name, l.dataset_digest, m.rowid, m.key, "
+            "m.value, m.timestamp, m.step, m.is_nan FROM logged_model_metrics l "
+            "LEFT JOIN metrics m ON m.run_uuid = l.run_id AND m.key = l.metric_name "
+            "AND m.timestamp = l.metric_timestamp_ms AND m.step = l.metric_step "
+            "AND m.value = l.metric_value "
+            "WHERE l.run_id = ? AND l.rowid > ? ORDER BY l.rowid LIMIT ?",
+            (run_id, after_rowid, limit),
+        ).fetchall()
+        links: dict[int, LinkRow] = {}
+        for rowid, model, name, digest, point_rowid, key, value, stamp, step, is_nan in rows:
+            if rowid in links:  # the same point logged twice: one is enough
+                continue
+            point = None
+            if point_rowid is not None:
+                number = float("nan") if is_nan else float(value)
+                point = MetricRow(point_rowid, key, number, stamp, step, model, name, digest)
+            links[rowid] = LinkRow(rowid, model, point_rowid, point)
+        return list(links.values())
 
     def models(self) -> list[LocalModel]:
         if not self.has_models:
