@@ -10,7 +10,19 @@ B  sync: the same N points go into a job's local store on the "node" (the wrappe
    and snapshot scripts, the job's MLflow); then the platform's sync
    (``OfflineSyncer.sync``, run in this process against the platform's stores, as its
    poller runs it) pushes the snapshot into the central run. Timed: the sync alone.
-A and B alternate (A, B, A, B, …); each uses a fresh run.
+D  sync through UNICORE's file API: the same N points, logged the same way, but the node's
+   store and snapshot lie in the working directory of a UNICORE job; the platform reads
+   them only with the user's UNICORE credentials. Timed: the platform's sync with those
+   credentials (``OfflineSyncer.sync(job, credentials=...)``: the UNICORE driver's
+   ``offline_files`` mirrors ``.mantik/tracking`` and the snapshot with pyunicore over
+   HTTP, then the same push as B); the fetch (``offline_files``) is also timed alone.
+   The site is the test suite's UNICORE gateway (``tests.support.unicore_gateway``, in its
+   own process, see ``bench/unicore_site.py``): it stands in for UNICORE/X, and its file
+   serving speed is not a real site's. The UNICORE job is a real job on the gateway (one
+   without an executable: nothing runs on SLURM); its job record on the platform is made
+   the way B makes its own (never stored: the poller does not see it).
+A, B and D alternate (A, B, D, A, B, D, A, B: D is left out of the last of three
+repetitions, which keeps it within a minute); each uses a fresh run.
 C  lag: an offline job on ``offline-local`` logs up to 1,000 points/s (10 metrics per step,
    one ``log_metrics`` call each) for a minute; its sync lag (``GET
    /compute-backend/runs/{id}``: seconds since the newest point that reached the central
@@ -19,23 +31,32 @@ C  lag: an offline job on ``offline-local`` logs up to 1,000 points/s (10 metric
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench import procs
 from bench.report import Check, Options, PartResult, fmt, median, parse_result
+
+if TYPE_CHECKING:
+    from mantik.server.compute.drivers import Driver, SiteCredentials, TrackedJob
+    from mantik.server.models import ComputeJob
 
 REPO = Path(__file__).resolve().parent.parent
 USERNAME = "bench-offline"
 TEMPORARY_PASSWORD = "Bench-Temporary-Pw-1!"
 PASSWORD = "Bench-Final-Password-9?"
 SITE = "offline-local"
+UNICORE_SITE = "offline-unicore"
+UNICORE_USER = "bench-xlogin"
+UNICORE_PASSWORD = "Bench-Unicore-Pw-3%"
 # The platform's defaults (ServerSettings): a point waits for the next snapshot, then for
 # the next poll cycle.
 SNAPSHOT_SECONDS = 10.0
@@ -43,6 +64,7 @@ POLL_SECONDS = 2.0
 
 # Targets.
 MIN_SYNC_OVER_ONLINE = 1.0  # the sync must keep up with jobs that could log online
+MIN_UNICORE_OVER_ONLINE = 1.0  # and through UNICORE's file API (measured 1.1 to 1.3, 2 cores)
 MAX_LAG_SECONDS = SNAPSHOT_SECONDS + POLL_SECONDS + 3.0  # one sync period, some slack
 
 TRAIN = """
@@ -101,12 +123,52 @@ def _create_user(data_dir: Path, url: str, home: Path) -> None:
     procs.replace_temporary_password(url, USERNAME, TEMPORARY_PASSWORD, PASSWORD)
 
 
-class SyncBench:
-    """B: the platform's sync, in this process, on the platform's stores."""
+class UnicoreSite:
+    """The gateway process (``bench.unicore_site``), seen as a UNICORE site by its user."""
 
-    def __init__(self, data_dir: Path, sites: Path, experiment: str, home: Path) -> None:
+    def __init__(self, base_url: str, root: Path) -> None:
+        self.base_url = base_url
+        self.root = root  # where the gateway keeps job working directories
+
+    def new_job(self) -> tuple[str, Path]:
+        """A job on the site (no executable: nothing runs); its id and working directory."""
+        from pyunicore import client as unicore
+        from pyunicore.credentials import UsernamePassword
+
+        credential = UsernamePassword(UNICORE_USER, UNICORE_PASSWORD)
+        transport = unicore.Transport(credential, use_security_sessions=False)
+        job = unicore.Client(transport, self.base_url).new_job({"Name": "benchoffline"})
+        job_id = str(job.resource_url).rstrip("/").rsplit("/", 1)[-1]
+        return job_id, self.root / job_id
+
+
+class FetchClock:
+    """Stands in for a driver's ``offline_files`` (the fetch) and times each call."""
+
+    def __init__(self, driver: Driver) -> None:
+        self.fetch = driver.offline_files
+        self.seconds = 0.0
+        driver.offline_files = self  # type: ignore[method-assign]
+
+    def __call__(
+        self, job: TrackedJob, credentials: SiteCredentials | None = None, *, final: bool = False
+    ) -> Path | None:
+        started = time.perf_counter()
+        try:
+            return self.fetch(job, credentials, final=final)
+        finally:
+            self.seconds += time.perf_counter() - started
+
+
+class SyncBench:
+    """B (and D): the platform's sync, in this process, on the platform's stores."""
+
+    def __init__(
+        self, data_dir: Path, sites: Path, experiment: str, home: Path, unicore: UnicoreSite
+    ) -> None:
         from mantik.server.compute.offline_sync import OfflineSyncer
         from mantik.server.compute.service import ComputeService
+        from mantik.server.compute.sites import work_root
         from mantik.server.config import ServerSettings
         from mantik.server.platform import build
 
@@ -117,15 +179,21 @@ class SyncBench:
         self.experiment = experiment
         self.home = home
         self.jobs = data_dir / "jobs" / SITE
+        self.unicore = unicore
+        self.unicore_jobs = work_root(settings, self.service.sites[UNICORE_SITE])
+        self.fetch_clock = FetchClock(self.service.driver(UNICORE_SITE))
 
-    def run(self, count: int) -> dict[str, Any]:
-        from mantik.compute.states import JobState
-        from mantik.server.compute import node
-        from mantik.server.models import ComputeJob, utcnow
-
+    def _new_run(self) -> str:
         run = self.service.runs.create(self.experiment, run_name="sync", tags={}, params={})
-        run_id = run.info.run_id
-        offline = self.jobs / run_id / ".mantik" / "offline"
+        run_id: str = run.info.run_id
+        return run_id
+
+    def _node(self, count: int, run_id: str, job_dir: Path) -> dict[str, Any]:
+        """``count`` points in the local store and snapshot of the job of ``run_id`` whose
+        working directory is ``job_dir`` (laid out as the wrapper does)."""
+        from mantik.server.compute import node
+
+        offline = job_dir / ".mantik" / "offline"
         (offline / "artifacts").mkdir(parents=True)
         (offline.parent / "tracking").write_text("offline\n")
         env = _env(
@@ -136,28 +204,69 @@ class SyncBench:
         )
         scripts = Path(node.__file__).parent
         args = ["--count", str(count), "--node-scripts", str(scripts)]
-        local = _python(["-m", "bench.offline_client", "node", *args], env, offline)
-        # Never stored: the poller does not see this job; only the sync state is kept.
-        job = ComputeJob(
+        return _python(["-m", "bench.offline_client", "node", *args], env, offline)
+
+    def _job(self, run_id: str, site: str, job_id: str | None, workdir: Path) -> ComputeJob:
+        """The job record (never stored: the poller does not see this job; only the sync
+        state is kept)."""
+        from mantik.compute.states import JobState
+        from mantik.server.models import ComputeJob, utcnow
+
+        return ComputeJob(
             run_id=run_id,
             experiment_id=self.experiment,
             username=USERNAME,
-            site=SITE,
-            job_id=None,
+            site=site,
+            job_id=job_id,
             state=JobState.RUNNING,
             entry_point="main",
-            workdir=str(offline.parent.parent),
+            workdir=str(workdir),
             token_id="-",
             token_expires_at=utcnow() + timedelta(hours=1),
         )
-        started = time.perf_counter()
-        self.syncer.sync(job, final=False, wait=True)
-        seconds = time.perf_counter() - started
+
+    def _check(self, run_id: str, count: int) -> None:
         client = self.service.runs.client
         synced = sum(len(client.get_metric_history(run_id, f"m{k}")) for k in range(10))
         if synced != count:
             raise RuntimeError(f"the sync brought {synced} of {count} points")
+
+    def run(self, count: int) -> dict[str, Any]:
+        """B: the job folder is on a filesystem the platform reads."""
+        run_id = self._new_run()
+        job_dir = self.jobs / run_id
+        local = self._node(count, run_id, job_dir)
+        job = self._job(run_id, SITE, None, job_dir)
+        started = time.perf_counter()
+        self.syncer.sync(job, final=False, wait=True)
+        seconds = time.perf_counter() - started
+        self._check(run_id, count)
         return {**local, "sync_seconds": seconds}
+
+    def run_unicore(self, count: int) -> dict[str, Any]:
+        """D: the job folder is on the UNICORE site, read with the user's credentials."""
+        from mantik.server.compute.drivers import SiteCredentials
+
+        run_id = self._new_run()
+        job_id, remote = self.unicore.new_job()
+        local = self._node(count, run_id, remote)
+        job = self._job(run_id, UNICORE_SITE, job_id, self.unicore_jobs / run_id)
+        credentials = SiteCredentials(UNICORE_USER, UNICORE_PASSWORD)
+        self.fetch_clock.seconds = 0.0
+        started = time.perf_counter()
+        self.syncer.sync(job, final=False, wait=True, credentials=credentials)
+        seconds = time.perf_counter() - started
+        self._check(run_id, count)
+        # A fresh mirror: everything in it was fetched by this sync.
+        fetched = [p for p in (Path(job.workdir) / ".mantik").rglob("*") if p.is_file()]
+        return {
+            **local,
+            "sync_seconds": seconds,
+            "fetch_seconds": self.fetch_clock.seconds,
+            "fetched_files": len(fetched),
+            "fetched_mb": sum(p.stat().st_size for p in fetched) / 1e6,
+            "unicore_job_id": job_id,
+        }
 
 
 def _project(root: Path, seconds: float) -> Path:
@@ -172,15 +281,57 @@ def _project(root: Path, seconds: float) -> Path:
 
 
 def run(options: Options) -> PartResult:
-    count, reps, lag_seconds = (20_000, 1, 30.0) if options.quick else (100_000, 3, 60.0)
     root = options.workdir
     data_dir, home = root / "platform", root / "home"
     data_dir.mkdir()
-    sites = root / "sites.yaml"
-    closed = f"http://127.0.0.1:{procs.free_port()}"
-    sites.write_text(
-        json.dumps({"sites": [{"name": SITE, "driver": "local", "tracking_uri": closed}]})
+    with _unicore_site(root) as unicore:
+        sites = root / "sites.yaml"
+        closed = f"http://127.0.0.1:{procs.free_port()}"
+        listed = [
+            {"name": SITE, "driver": "local", "tracking_uri": closed},
+            {
+                "name": UNICORE_SITE,
+                "driver": "unicore",
+                "url": unicore.base_url,
+                "tracking_uri": closed,
+            },
+        ]
+        sites.write_text(json.dumps({"sites": listed}))
+        return _measure(options, root, data_dir, home, sites, unicore)
+
+
+@contextlib.contextmanager
+def _unicore_site(root: Path) -> Iterator[UnicoreSite]:
+    """The gateway in its own process (``bench.unicore_site``), stopped on exit."""
+    site_root, url_file = root / "unicore-site", root / "unicore-site.url"
+    command = [sys.executable, "-m", "bench.unicore_site", str(site_root), str(url_file)]
+    env = _env(
+        root / "unicore-home",
+        BENCH_UNICORE_USER=UNICORE_USER,
+        BENCH_UNICORE_PASSWORD=UNICORE_PASSWORD,
     )
+    with procs.running(
+        "unicore-site",
+        command,
+        env=env,
+        url=str(url_file),  # the gateway chooses its port: its URL is written to this file
+        log_path=root / "unicore-site.log",
+        cwd=root,
+    ) as gateway:
+        ready = procs.wait_until(gateway, url_file.exists, timeout=60)
+        _say(f"UNICORE site (test gateway) ready after {ready:.1f} s")
+        yield UnicoreSite(url_file.read_text().strip(), site_root)
+
+
+def _measure(
+    options: Options,
+    root: Path,
+    data_dir: Path,
+    home: Path,
+    sites: Path,
+    unicore: UnicoreSite,
+) -> PartResult:
+    count, reps, lag_seconds = (20_000, 1, 30.0) if options.quick else (100_000, 3, 60.0)
     port = procs.free_port()
     url = f"http://127.0.0.1:{port}"
     command = [sys.executable, "-m", "mantik.cli", "server", "start", "--port", str(port)]
@@ -208,8 +359,10 @@ def run(options: Options) -> PartResult:
         )
         experiment = made.stdout.strip().splitlines()[-1]
         client_env["BENCH_EXPERIMENT_ID"] = experiment
-        bench = SyncBench(data_dir, sites, experiment, home)
+        bench = SyncBench(data_dir, sites, experiment, home, unicore)
         onlines, syncs = [], []
+        unicores: list[dict[str, Any]] = []
+        unicore_reps = max(1, reps - 1)  # D costs ~25 s per repetition (mostly the node)
         for _ in range(reps):
             onlines.append(
                 _python(
@@ -221,6 +374,9 @@ def run(options: Options) -> PartResult:
             _say(f"A online: {count} points in {onlines[-1]['seconds']:.2f} s")
             syncs.append(bench.run(count))
             _say(_describe_sync(count, syncs[-1]))
+            if len(unicores) < unicore_reps:
+                unicores.append(bench.run_unicore(count))
+                _say(_describe_unicore(count, unicores[-1]))
         project = _project(root, lag_seconds)
         watched = _python(
             ["-m", "bench.offline_client", "watch", "--project", str(project)], client_env, root
@@ -229,7 +385,7 @@ def run(options: Options) -> PartResult:
             f"C lag: {len(watched['lags'])} samples, run {watched['status']}, "
             f"{watched['central_points']} points synced"
         )
-    return _result(count, onlines, syncs, watched, lag_seconds, options.quick)
+    return _result(count, onlines, syncs, unicores, watched, lag_seconds, options.quick)
 
 
 def _describe_sync(count: int, result: dict[str, Any]) -> str:
@@ -237,6 +393,14 @@ def _describe_sync(count: int, result: dict[str, Any]) -> str:
         f"B sync: {count} points in {result['sync_seconds']:.2f} s (the node logged them in "
         f"{result['local_seconds']:.2f} s; snapshot {result['snapshot_seconds']:.2f} s, "
         f"{result['snapshot_mb']:.0f} MB)"
+    )
+
+
+def _describe_unicore(count: int, result: dict[str, Any]) -> str:
+    return (
+        f"D sync through UNICORE: {count} points in {result['sync_seconds']:.2f} s, of which "
+        f"the fetch {result['fetch_seconds']:.2f} s ({result['fetched_mb']:.1f} MB in "
+        f"{result['fetched_files']} files)"
     )
 
 
@@ -251,6 +415,7 @@ def _result(
     count: int,
     onlines: list[dict[str, Any]],
     syncs: list[dict[str, Any]],
+    unicores: list[dict[str, Any]],
     watched: dict[str, Any],
     lag_seconds: float,
     quick: bool,
@@ -258,6 +423,10 @@ def _result(
     online_rate = median([count / r["seconds"] for r in onlines])
     sync_rate = median([count / r["sync_seconds"] for r in syncs])
     node_rate = median([count / r["local_seconds"] for r in syncs])
+    unicore_rate = median([count / r["sync_seconds"] for r in unicores])
+    fetch_share = median([r["fetch_seconds"] / r["sync_seconds"] for r in unicores])
+    fetch_rate = median([r["fetched_mb"] / r["fetch_seconds"] for r in unicores])
+    push_seconds = median([r["sync_seconds"] - r["fetch_seconds"] for r in unicores])
     lags: list[float] = watched["lags"]
     job_rate = (watched["job_points"] or 0) / lag_seconds  # what the job managed to log
     lag_p50, lag_p95, lag_max = _percentile(lags, 0.5), _percentile(lags, 0.95), max(lags or [0.0])
@@ -282,7 +451,21 @@ def _result(
             "",
             fmt(median([r["snapshot_seconds"] for r in syncs])),
         ],
+        [
+            f"D sync through UNICORE's file API ({count:,} points)",
+            f"{unicore_rate:,.0f}",
+            fmt(median([r["sync_seconds"] for r in unicores])),
+        ],
+        [
+            f"  the fetch (offline_files: {median([r['fetched_mb'] for r in unicores]):.1f} MB, "
+            f"{fetch_rate:.0f} MB/s), {fetch_share:.0%} of D",
+            "",
+            fmt(median([r["fetch_seconds"] for r in unicores])),
+        ],
+        ["  the rest (what B does: snapshot copy, push)", "", fmt(push_seconds)],
         ["B / A (sync over online)", fmt(sync_rate / online_rate), ""],
+        ["D / A (sync through UNICORE over online)", fmt(unicore_rate / online_rate), ""],
+        ["D / B (UNICORE over shared filesystem)", fmt(unicore_rate / sync_rate), ""],
         [
             f"C sync lag while the job logs, p50 (n={len(lags)})",
             f"{job_rate:,.0f}",
@@ -298,6 +481,12 @@ def _result(
     ]
     checks = [
         Check("sync / online throughput", sync_rate / online_rate, ">=", MIN_SYNC_OVER_ONLINE),
+        Check(
+            "UNICORE sync / online throughput",
+            unicore_rate / online_rate,
+            ">=",
+            MIN_UNICORE_OVER_ONLINE,
+        ),
         Check("sync lag p95", lag_p95, "<=", MAX_LAG_SECONDS, " s"),
         Check("offline run FINISHED", 1.0 if watched["status"] == "FINISHED" else 0.0, ">=", 1.0),
         Check(
@@ -315,11 +504,19 @@ def _result(
         "B writes with the server-side MlflowClient straight into the tracking store, 1000 "
         "points per log_batch, and commits its high-water mark after each batch; A goes "
         "through HTTP, authentication and MLflow's REST handlers.",
+        "D: the site is the test suite's UNICORE gateway (bench/unicore_site.py) in its own "
+        "process on this machine: it stands in for UNICORE/X, and its file serving speed "
+        "(uvicorn on 127.0.0.1, no TLS, no network, 64 KiB chunks) is not a real site's. The "
+        "fetch (the UNICORE driver's offline_files, timed alone) signs in, reads the job, "
+        "lists two folders and GETs the tracking file and the snapshot whole; the rest of D "
+        "is what B does (snapshot copy, push).",
         "Lag: seconds since the newest point that reached the central run (node clock = "
         "platform clock here), sampled every 0.5 s while the job runs.",
     ]
     if quick:
         notes.append(f"--quick: {count:,} points, one repetition, a {lag_seconds:g} s job.")
+    else:
+        notes.append(f"Repetitions: {len(onlines)} of A and B, {len(unicores)} of D (medians).")
     return PartResult(
         number=4,
         title="offline tracking: sync throughput vs online logging, and the lag",
@@ -327,5 +524,11 @@ def _result(
         rows=rows,
         checks=checks,
         notes=notes,
-        data={"count": count, "online": onlines, "sync": syncs, "lag": watched},
+        data={
+            "count": count,
+            "online": onlines,
+            "sync": syncs,
+            "unicore": unicores,
+            "lag": watched,
+        },
     )
