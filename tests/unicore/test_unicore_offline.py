@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import mlflow
 import pytest
 from sqlalchemy import update
@@ -199,13 +200,7 @@ def test_a_run_called_lost_is_completed_when_its_owner_asks(
     submitted = _submit(make_project, gateway, experiment, 200, 1, KEYS)
     ended = gateway.wait_for(submitted.job_id, timeout=180)
     assert ended.status == "SUCCESSFUL", (ended.status_message, ended.log)
-    service = _service(offline_platform)
-    with service.db.session() as session:  # as if a week had passed
-        session.execute(
-            update(ComputeJob)
-            .where(ComputeJob.run_id == submitted.run_id)
-            .values(token_expires_at=utcnow(), submitted_at=utcnow().replace(year=2025))
-        )
+    _expire_token(offline_platform, submitted.run_id)
     _wait_for("LOST", lambda: mlflow.get_run(submitted.run_id).info.status == "FAILED", 30)
     assert mlflow.get_run(submitted.run_id).data.tags["mantik.job.state"] == "LOST"
     assert central_points(submitted.run_id) == 0
@@ -215,6 +210,35 @@ def test_a_run_called_lost_is_completed_when_its_owner_asks(
     run = mlflow.get_run(submitted.run_id)
     assert run.info.status == "FINISHED" and run.data.tags["mantik.job.state"] == "COMPLETED"
     assert central_points(submitted.run_id) == 201
+
+
+def test_a_lost_run_whose_job_the_site_forgot_stays_lost_without_errors(
+    experiment: str,
+    gateway: UnicoreGateway,
+    offline_platform: PlatformProcess,
+    make_project: Callable[..., Path],
+) -> None:
+    submitted = _submit(make_project, gateway, experiment, 10, 0, KEYS)
+    gateway.wait_for(submitted.job_id, timeout=180)
+    deleted = httpx.delete(
+        gateway.job_url(submitted.job_id), auth=(UNICORE_USER, UNICORE_PASSWORD), timeout=30
+    )
+    assert deleted.status_code in (200, 204)
+    _expire_token(offline_platform, submitted.run_id)
+    _wait_for("LOST", lambda: mlflow.get_run(submitted.run_id).info.status == "FAILED", 30)
+
+    info = mantik.ComputeBackendClient.from_env().get_status(submitted.run_id)
+    assert (info.state, info.run_status) == ("LOST", "FAILED")
+
+
+def _expire_token(platform: PlatformProcess, run_id: str) -> None:
+    """As if a week had passed since the job was submitted and nobody asked about it."""
+    with _service(platform).db.session() as session:
+        session.execute(
+            update(ComputeJob)
+            .where(ComputeJob.run_id == run_id)
+            .values(token_expires_at=utcnow(), submitted_at=utcnow().replace(year=2025))
+        )
 
 
 def _service(platform: PlatformProcess) -> ComputeService:

@@ -396,6 +396,8 @@ class ComputeService:
                     TrackedJob(job.job_id, Path(job.workdir)), credentials
                 )
             except DriverError as exc:
+                if JobState(job.state).terminal:  # LOST, and the site forgot the job too
+                    return job
                 raise ComputeError(exc.status, str(exc)) from exc
             if seen is not None and self.on_observation is not None:
                 self.on_observation(job, seen, credentials)
