@@ -8,6 +8,12 @@ job log once the job ended) — each only when its size or modification time cha
 with the site's modification time, so that the sync's marks (snapshot and artifacts by
 size and mtime) work on the copy as they do on a shared filesystem.
 
+The snapshot grows with everything the job logged, but changes little between two
+snapshots: when the node published block digests next to it (``snapshot.db.blocks``, see
+``node/offline_snapshot.py``) and the mirror holds an earlier copy with its digests, only
+the changed blocks are fetched (HTTP ranges, each block checked against its digest);
+otherwise, or when anything does not match, the whole file.
+
 Names come from the site's listing: each must be one plain path component (no ``..``, no
 slash) and land inside the mirror; files are written under a temporary name and renamed.
 """
@@ -15,6 +21,8 @@ slash) and land inside the mirror; files are written under a temporary name and 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import os
 import tempfile
 from collections.abc import Iterator
@@ -32,6 +40,12 @@ MANTIK = ".mantik"  # the wrapper's folder in the job's working directory
 ARTIFACTS = "artifacts"
 SMALL_FILES = (MODE_FILE, "exit-code")
 LOG = "job.log"
+BLOCKS = f"{SNAPSHOT}.blocks"  # the node's block digests of the snapshot
+BLOCK_SIZE = 16 * 1024  # as the node writes them
+# Changed blocks closer than this are fetched in one range request (fewer round trips).
+MERGE_GAP_BYTES = 128 * 1024
+MAX_RANGE_BYTES = 8 * 1024 * 1024
+MAX_MANIFEST_BYTES = 64 * 1024 * 1024  # digests of a 64 GiB snapshot
 # Bounds against a job that plants a huge tree in its artifact folder.
 MAX_DEPTH = 32
 MAX_FILES = 100_000
@@ -39,6 +53,81 @@ MAX_FILES = 100_000
 
 class MirrorError(Exception):
     """The site's answer cannot be mirrored safely (the message says why)."""
+
+
+class _Stale(Exception):
+    """Fetched blocks do not match the digests: the node published meanwhile."""
+
+
+@dataclass(frozen=True)
+class Manifest:
+    size: int
+    block: int
+    digests: bytes  # a 16-byte BLAKE2b digest per block
+
+    @classmethod
+    def parse(cls, data: bytes) -> Manifest:
+        header, _, digests = data.partition(b"\n")
+        try:
+            meta = json.loads(header)
+            size, block = int(meta["size"]), int(meta["block"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise MirrorError(f"unreadable block digests: {exc}") from exc
+        count = -(-size // block) if 4096 <= block <= MAX_RANGE_BYTES else -1
+        if meta.get("digest") != "blake2b-16" or count < 0 or len(digests) != 16 * count:
+            raise MirrorError("block digests do not describe the snapshot")
+        return cls(size, block, digests)
+
+    @classmethod
+    def read(cls, path: Path) -> Manifest | None:
+        try:
+            return cls.parse(path.read_bytes())
+        except (OSError, MirrorError):
+            return None
+
+    @classmethod
+    def of_file(cls, path: Path, block: int = BLOCK_SIZE) -> Manifest:
+        digests = bytearray()
+        with path.open("rb") as handle:
+            while data := handle.read(block):
+                digests += _digest(data)
+        return cls(path.stat().st_size, block, bytes(digests))
+
+    def serialize(self) -> bytes:
+        header = {"size": self.size, "block": self.block, "digest": "blake2b-16"}
+        return json.dumps(header).encode() + b"\n" + self.digests
+
+    def digest(self, index: int) -> bytes:
+        return self.digests[16 * index : 16 * index + 16]
+
+    @property
+    def blocks(self) -> int:
+        return len(self.digests) // 16
+
+    def changed_ranges(self, old: Manifest | None) -> list[tuple[int, int]]:
+        """Byte ranges [start, end) to fetch to turn ``old``'s file into this one."""
+        merge = max(1, MERGE_GAP_BYTES // self.block)
+        changed = [
+            i
+            for i in range(self.blocks)
+            if old is None or old.block != self.block or old.digest(i) != self.digest(i)
+        ]
+        ranges: list[list[int]] = []
+        for index in changed:
+            if ranges and index - ranges[-1][1] <= merge:
+                ranges[-1][1] = index + 1
+            else:
+                ranges.append([index, index + 1])
+        span = max(1, MAX_RANGE_BYTES // self.block)  # bounded memory per request
+        return [
+            (i * self.block, min(min(i + span, b) * self.block, self.size))
+            for a, b in ranges
+            for i in range(a, b, span)
+        ]
+
+
+def _digest(data: bytes) -> bytes:
+    return hashlib.blake2b(data, digest_size=16).digest()
 
 
 @dataclass(frozen=True)
@@ -101,7 +190,7 @@ class OfflineMirror:
         offline = self._list(folder)
         snapshot = offline.get(SNAPSHOT)
         if snapshot is not None and not snapshot.is_dir:
-            self._fetch(f"{folder}/{SNAPSHOT}", snapshot, force=final)
+            self._snapshot(folder, snapshot, offline.get(BLOCKS), force=final)
         if ARTIFACTS in offline and offline[ARTIFACTS].is_dir:
             self._tree(f"{folder}/{ARTIFACTS}", depth=0)
         return self.target
@@ -158,6 +247,63 @@ class OfflineMirror:
             with contextlib.suppress(OSError):
                 os.unlink(partial)
             raise
+
+    def _snapshot(
+        self, folder: str, entry: RemoteFile, blocks: RemoteFile | None, *, force: bool
+    ) -> None:
+        """The snapshot: its changed blocks when both sides have digests, else all of it."""
+        remote = f"{folder}/{SNAPSHOT}"
+        local = self._local(remote)
+        if not force and entry.mtime is not None and _same(local, entry):
+            return
+        kept = self._local(f"{folder}/{BLOCKS}")  # the digests of the copy held here
+        old = Manifest.read(kept) if local.is_file() else None
+        usable = blocks is not None and blocks.size <= MAX_MANIFEST_BYTES
+        if usable and old is not None and old.size == local.stat().st_size:
+            kept.unlink()  # the copy is about to change: no digests until it matches again
+            try:
+                data = b"".join(self._download(f"{folder}/{BLOCKS}"))
+                self.bytes += len(data)
+                self._patch(remote, local, old, Manifest.parse(data), entry)
+            except (_Stale, MirrorError):
+                pass  # published meanwhile, or unusable digests: fetch the snapshot whole
+            else:
+                kept.write_bytes(data)
+                return
+        kept.unlink(missing_ok=True)
+        self._fetch(remote, entry, force=True)
+        if blocks is not None:  # the node publishes digests: keep ours for the next time
+            kept.write_bytes(Manifest.of_file(local).serialize())
+
+    def _patch(
+        self, remote: str, local: Path, old: Manifest, new: Manifest, entry: RemoteFile
+    ) -> None:
+        """Bring ``local`` (which matches ``old``) to ``new``, fetching the changed blocks."""
+        with local.open("r+b") as handle:
+            handle.truncate(new.size)
+            for start, end in new.changed_ranges(old):
+                data = self._range(remote, start, end - start)
+                for offset in range(0, len(data), new.block):
+                    if _digest(data[offset : offset + new.block]) != new.digest(
+                        (start + offset) // new.block
+                    ):
+                        raise _Stale
+                handle.seek(start)
+                handle.write(data)
+        self.files += 1
+        if entry.mtime is not None:
+            os.utime(local, (entry.mtime, entry.mtime))
+
+    def _range(self, remote: str, offset: int, size: int) -> bytes:
+        url = f"{self.storage.resource_url.rstrip('/')}/files/{quote(remote)}"
+        with unicore.PathFile(self.storage, url, remote).raw(offset, size) as response:
+            if response.status_code != 206:  # a site that ignores ranges, or a shorter file
+                raise _Stale
+            data: bytes = response.read()
+        if len(data) != size:
+            raise _Stale
+        self.bytes += size
+        return data
 
     def _download(self, remote: str) -> Iterator[bytes]:
         """One GET for the whole file: a snapshot the node replaces meanwhile is read whole
