@@ -4,7 +4,8 @@
 (1000 per call) straight to the platform, as a job on a connected node would.
 ``node``: what an offline job does on its node — the wrapper's init script creates the
 local store under the central ids (``MLFLOW_TRACKING_URI`` = sqlite), the same points go
-into it, then the wrapper's snapshot script publishes a snapshot.
+into it, then the wrapper's snapshot script publishes a snapshot; with ``--more``, points go
+into the store made before (the job goes on) and a new snapshot is published.
 ``watch``: submit ``--project`` (an offline job) and sample its sync lag every 0.5 s
 (``GET /compute-backend/runs/{id}``) until it ends.
 Prints one line ``BENCH_RESULT {json}``.
@@ -55,9 +56,11 @@ def online(count: int) -> dict[str, Any]:
     return {"points": count, "seconds": seconds, "run_id": run.info.run_id}
 
 
-def node(count: int, node_scripts: Path) -> dict[str, Any]:
+def node(count: int, node_scripts: Path, more: bool = False) -> dict[str, Any]:
+    """``more``: the job goes on — ``count`` more points into the store made before."""
     database = Path(os.environ["MLFLOW_TRACKING_URI"].removeprefix("sqlite:///"))
-    subprocess.run([sys.executable, str(node_scripts / "offline_init.py")], check=True)
+    if not more:
+        subprocess.run([sys.executable, str(node_scripts / "offline_init.py")], check=True)
     seconds = log(MlflowClient(), os.environ["MLFLOW_RUN_ID"], count)
     started = time.perf_counter()
     snapshot = database.parent / "snapshot.db"
@@ -105,12 +108,13 @@ def main() -> None:
     parser.add_argument("workload", choices=["online", "node", "watch"])
     parser.add_argument("--count", type=int, default=0)
     parser.add_argument("--node-scripts", type=Path)
+    parser.add_argument("--more", action="store_true")
     parser.add_argument("--project", type=Path)
     args = parser.parse_args()
     if args.workload == "online":
         emit_result(online(args.count))
     elif args.workload == "node":
-        emit_result(node(args.count, args.node_scripts))
+        emit_result(node(args.count, args.node_scripts, args.more))
     else:
         emit_result(watch(args.project))
 
