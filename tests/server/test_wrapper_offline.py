@@ -3,6 +3,7 @@ snapshots while the job runs and after SIGTERM."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import subprocess
@@ -110,3 +111,34 @@ def test_online_config_never_probes_nor_switches(tmp_path: Path) -> None:
     script = render_wrapper(job)
     assert "export MANTIK_TRACKING=online" in script
     assert "curl -sf" not in script and "sqlite:///" not in script
+
+
+def test_a_store_that_takes_long_to_copy_is_copied_less_often(
+    monkeypatch: Any, tmp_path: Path
+) -> None:
+    """The copy holds the job's writes back: at most a tenth of the time goes into it."""
+    from mantik.server.compute.node import offline_snapshot
+
+    def slow_copy(live: str, target: str) -> None:
+        until = time.monotonic() + 0.05
+        while time.monotonic() < until:  # time.sleep is the one recorded below
+            pass
+
+    pauses: list[float] = []
+
+    def recorded_sleep(seconds: float) -> None:
+        pauses.append(seconds)
+        if len(pauses) == 2:
+            raise KeyboardInterrupt  # the wrapper's TERM, in short
+
+    monkeypatch.setattr(offline_snapshot, "snapshot", slow_copy)
+    monkeypatch.setattr(offline_snapshot.time, "sleep", recorded_sleep)
+    with contextlib.suppress(KeyboardInterrupt):
+        offline_snapshot.every("live.db", "snapshot.db", seconds=0.1)
+    assert all(p >= 0.45 for p in pauses), pauses  # 9 times the 0.05 s copy, not 0.1 s
+    pauses.clear()
+
+    monkeypatch.setattr(offline_snapshot, "snapshot", lambda live, target: None)
+    with contextlib.suppress(KeyboardInterrupt):
+        offline_snapshot.every("live.db", "snapshot.db", seconds=10)
+    assert pauses == [10, 10]  # a quick copy: the configured period

@@ -92,8 +92,11 @@ MANTIK_PY
   cat >"$MANTIK_OFFLINE/snapshot.py" <<'MANTIK_PY'
 """Copy the job's live MLflow store consistently; publish the copy atomically.
 
-Usage: python3 snapshot.py LIVE_DB SNAPSHOT_DB (stdlib only; on the node, next to the job).
-The platform reads only the snapshot, never the live database.
+Usage: python3 snapshot.py LIVE_DB SNAPSHOT_DB [--every SECONDS] (stdlib only; on the node,
+next to the job). The platform reads only the snapshot, never the live database.
+
+With ``--every``, a snapshot every SECONDS until terminated — but never more than a tenth of
+the time copying: the copy holds the job's writes back, and a large store takes a while.
 
 Next to the snapshot goes ``SNAPSHOT_DB.blocks``: a JSON header line, then a 16-byte
 BLAKE2b digest of each 16 KiB block. A platform that fetches snapshots over a network
@@ -109,9 +112,11 @@ import json
 import os
 import sqlite3
 import sys
+import time
 
 BLOCK = 16 * 1024
 DIGEST_SIZE = 16
+DUTY = 0.1  # the largest share of the time spent copying, with --every
 
 
 def block_digests(path: str) -> bytes:
@@ -159,8 +164,22 @@ def snapshot(live: str, target: str) -> None:
         os.close(directory)
 
 
+def every(live: str, target: str, seconds: float) -> None:
+    while True:
+        started = time.monotonic()
+        try:
+            snapshot(live, target)
+        except (OSError, sqlite3.Error) as exc:  # e.g. locked for a minute: try again later
+            print(f"snapshot failed: {exc}", file=sys.stderr, flush=True)
+        took = time.monotonic() - started
+        time.sleep(max(seconds, took / DUTY - took))
+
+
 if __name__ == "__main__":
-    snapshot(sys.argv[1], sys.argv[2])
+    if len(sys.argv) == 5 and sys.argv[3] == "--every":
+        every(sys.argv[1], sys.argv[2], float(sys.argv[4]))
+    else:
+        snapshot(sys.argv[1], sys.argv[2])
 MANTIK_PY
 fi
 export APPTAINERENV_MLFLOW_TRACKING_URI="$MLFLOW_TRACKING_URI"
@@ -208,11 +227,11 @@ _mantik_on_term() {  # scancel, time limit, abort: stop the program, record KILL
 _mantik_snapshotter=
 _mantik_snapshot() {  # a consistent copy of the live store, published atomically
   python3 "$MANTIK_OFFLINE/snapshot.py" "$MANTIK_OFFLINE/mlruns.db" "$MANTIK_OFFLINE/snapshot.db" \
-    2>>"$MANTIK_OFFLINE/snapshot.err" || true
+    "$@" 2>>"$MANTIK_OFFLINE/snapshot.err" || true
 }
-_mantik_snapshots() {
+_mantik_snapshots() {  # every few seconds (less often for a store that takes long to copy)
   trap 'exit 0' TERM
-  while sleep "$MANTIK_SNAPSHOT_SECONDS"; do _mantik_snapshot; done
+  sleep "$MANTIK_SNAPSHOT_SECONDS" && _mantik_snapshot --every "$MANTIK_SNAPSHOT_SECONDS"
 }
 _mantik_offline_end() {  # the last snapshot: after the program ended, been killed or timed out
   if [ -n "$_mantik_snapshotter" ]; then

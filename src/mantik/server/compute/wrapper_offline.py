@@ -53,11 +53,11 @@ _FUNCTIONS = f"""\
 _mantik_snapshotter=
 _mantik_snapshot() {{  # a consistent copy of the live store, published atomically
   python3 "$MANTIK_OFFLINE/snapshot.py" "$MANTIK_OFFLINE/mlruns.db" "$MANTIK_OFFLINE/{SNAPSHOT}" \\
-    2>>"$MANTIK_OFFLINE/snapshot.err" || true
+    "$@" 2>>"$MANTIK_OFFLINE/snapshot.err" || true
 }}
-_mantik_snapshots() {{
+_mantik_snapshots() {{  # every few seconds (less often for a store that takes long to copy)
   trap 'exit 0' TERM
-  while sleep "$MANTIK_SNAPSHOT_SECONDS"; do _mantik_snapshot; done
+  sleep "$MANTIK_SNAPSHOT_SECONDS" && _mantik_snapshot --every "$MANTIK_SNAPSHOT_SECONDS"
 }}
 _mantik_offline_end() {{  # the last snapshot: after the program ended, been killed or timed out
   if [ -n "$_mantik_snapshotter" ]; then

@@ -1,7 +1,10 @@
 """Copy the job's live MLflow store consistently; publish the copy atomically.
 
-Usage: python3 snapshot.py LIVE_DB SNAPSHOT_DB (stdlib only; on the node, next to the job).
-The platform reads only the snapshot, never the live database.
+Usage: python3 snapshot.py LIVE_DB SNAPSHOT_DB [--every SECONDS] (stdlib only; on the node,
+next to the job). The platform reads only the snapshot, never the live database.
+
+With ``--every``, a snapshot every SECONDS until terminated — but never more than a tenth of
+the time copying: the copy holds the job's writes back, and a large store takes a while.
 
 Next to the snapshot goes ``SNAPSHOT_DB.blocks``: a JSON header line, then a 16-byte
 BLAKE2b digest of each 16 KiB block. A platform that fetches snapshots over a network
@@ -17,9 +20,11 @@ import json
 import os
 import sqlite3
 import sys
+import time
 
 BLOCK = 16 * 1024
 DIGEST_SIZE = 16
+DUTY = 0.1  # the largest share of the time spent copying, with --every
 
 
 def block_digests(path: str) -> bytes:
@@ -67,5 +72,19 @@ def snapshot(live: str, target: str) -> None:
         os.close(directory)
 
 
+def every(live: str, target: str, seconds: float) -> None:
+    while True:
+        started = time.monotonic()
+        try:
+            snapshot(live, target)
+        except (OSError, sqlite3.Error) as exc:  # e.g. locked for a minute: try again later
+            print(f"snapshot failed: {exc}", file=sys.stderr, flush=True)
+        took = time.monotonic() - started
+        time.sleep(max(seconds, took / DUTY - took))
+
+
 if __name__ == "__main__":
-    snapshot(sys.argv[1], sys.argv[2])
+    if len(sys.argv) == 5 and sys.argv[3] == "--every":
+        every(sys.argv[1], sys.argv[2], float(sys.argv[4]))
+    else:
+        snapshot(sys.argv[1], sys.argv[2])
