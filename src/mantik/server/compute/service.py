@@ -407,6 +407,8 @@ class ComputeService:
     def _observable(self, job: ComputeJob) -> bool:
         """Worth asking the site: a job still going, or one called LOST on a site that only
         answers with credentials (it may have ended well, with offline data to sync)."""
+        if job.site not in self.sites:  # the admin removed the site: nobody to ask
+            return False
         state = JobState(job.state)
         return not state.terminal or (
             state is JobState.LOST and self.driver(job.site).needs_credentials
@@ -419,7 +421,7 @@ class ComputeService:
             job = session.get(ComputeJob, run_id)
         if job is None or not job.job_id or JobState(job.state).terminal:
             return
-        if not self.driver(job.site).needs_credentials:
+        if job.site not in self.sites or not self.driver(job.site).needs_credentials:
             return  # the poller reads this site's folders by itself
         now = time.monotonic()
         if now - self._refreshed.get(run_id, -math.inf) < self.settings.offline_snapshot_seconds:

@@ -41,6 +41,7 @@ MANTIK = ".mantik"  # the wrapper's folder in the job's working directory
 ARTIFACTS = "artifacts"
 SMALL_FILES = (MODE_FILE, "exit-code")
 LOG = "job.log"
+PARTIAL = ".partial"  # in the mirror: downloads in progress
 BLOCKS = f"{SNAPSHOT}.blocks"  # the node's block digests of the snapshot
 BLOCK_SIZE = 16 * 1024  # as the node writes them
 # Changed blocks closer than this are fetched in one range request (fewer round trips).
@@ -177,6 +178,7 @@ class OfflineMirror:
         self.target = target
         self.files = 0
         self.bytes = 0  # fetched by this mirror, for the log and the benchmark
+        self.listed = 0
 
     def run(self, *, final: bool) -> Path:
         """Bring ``target`` up to date; ``final``: the job ended (also fetch its log, and
@@ -214,7 +216,11 @@ class OfflineMirror:
     def _tree(self, folder: str, depth: int) -> None:
         if depth > MAX_DEPTH:
             raise MirrorError(f"{folder} nests deeper than {MAX_DEPTH} folders")
-        for name, entry in sorted(self._list(folder).items()):
+        entries = self._list(folder)
+        self.listed += len(entries)
+        if self.listed > MAX_FILES:
+            raise MirrorError(f"the job's artifact folder holds more than {MAX_FILES} files")
+        for name, entry in sorted(entries.items()):
             if entry.is_dir:
                 self._tree(f"{folder}/{name}", depth + 1)
             else:
@@ -233,10 +239,12 @@ class OfflineMirror:
         if not force and entry.mtime is not None and _same(local, entry):
             return
         self.files += 1
-        if self.files > MAX_FILES:
-            raise MirrorError(f"the job's offline folder holds more than {MAX_FILES} files")
         local.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        handle, partial = tempfile.mkstemp(prefix=f".{local.name}.", dir=local.parent)
+        # Downloads land beside the mirrored folders: a partial file left by a crash is
+        # never taken for an artifact.
+        scratch = self.target / PARTIAL
+        scratch.mkdir(mode=0o700, exist_ok=True)
+        handle, partial = tempfile.mkstemp(prefix=f"{local.name[:64]}.", dir=scratch)
         try:
             with os.fdopen(handle, "wb") as out:
                 for chunk in self._download(remote):
