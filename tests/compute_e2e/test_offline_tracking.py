@@ -26,7 +26,7 @@ from mantik.server.compute.offline_sync import OfflineSyncer
 from mantik.server.compute.service import ComputeService
 from mantik.server.models import ComputeJob, OfflineSync
 from mantik.server.platform import build
-from tests.support.offline_job import TRAIN, central_points
+from tests.support.offline_job import TRAIN, central_points, wait_for
 from tests.support.platform import PlatformProcess, free_port, start_platform
 from tests.support.services import require_slurm
 
@@ -116,14 +116,6 @@ def _snapshot_points(workdir: Path) -> int:
         return int(connection.execute("SELECT count(*) FROM metrics").fetchone()[0])
 
 
-def _wait_for(what: str, check: Callable[[], Any], timeout: float, interval: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := check()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(interval)
-    return value
-
-
 @pytest.mark.slurm
 def test_offline_job_is_synced_live_through_a_restart_and_exactly_once(
     offline_platform: Platform, make_project: Callable[..., Path]
@@ -134,10 +126,10 @@ def test_offline_job_is_synced_live_through_a_restart_and_exactly_once(
     client = mantik.ComputeBackendClient.from_env()
     submitted = client.submit_run(experiment, {}, project, "backend.json")
     run_id = submitted.run_id
-    _wait_for("the job to log", lambda: "logging" in client.get_logs(run_id), 120)
+    wait_for("the job to log", lambda: "logging" in client.get_logs(run_id), 120)
 
     # Live: new points reach the central run within one sync period, again and again.
-    _wait_for("the first synced points", lambda: central_points(run_id) > 0, 4 * SYNC_PERIOD)
+    wait_for("the first synced points", lambda: central_points(run_id) > 0, 4 * SYNC_PERIOD)
     seen = [central_points(run_id)]
     lags = []
     for _ in range(3):

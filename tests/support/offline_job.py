@@ -6,6 +6,10 @@ over SECONDS, plus a NaN point, params, a tag, an artifact, a logged model and a
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+from typing import Any
+
 import mlflow
 
 TRAIN = r"""
@@ -44,3 +48,12 @@ def central_points(run_id: str) -> int:
     metrics = mlflow.get_run(run_id).data.metrics
     client = mlflow.MlflowClient()
     return sum(len(client.get_metric_history(run_id, key)) for key in metrics if key != "score")
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float, interval: float = 0.5) -> Any:
+    """Poll ``check`` until it gives something true; return that."""
+    deadline = time.monotonic() + timeout
+    while not (value := check()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(interval)
+    return value

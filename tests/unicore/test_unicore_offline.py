@@ -26,11 +26,10 @@ from mantik.server.compute.drivers import SiteCredentials
 from mantik.server.compute.service import ComputeService
 from mantik.server.models import ComputeJob, OfflineSync, utcnow
 from mantik.server.platform import build
-from tests.compute_e2e.conftest import sign_in
-from tests.support.offline_job import TRAIN, central_points
+from tests.support.offline_job import TRAIN, central_points, wait_for
 from tests.support.platform import PlatformProcess, free_port, start_platform
 from tests.support.unicore_gateway import UnicoreGateway
-from tests.unicore.conftest import UNICORE_PASSWORD, UNICORE_USER
+from tests.unicore.conftest import UNICORE_PASSWORD, UNICORE_USER, sign_in_with_unicore
 
 pytestmark = pytest.mark.slurm
 POINTS = int(os.environ.get("MANTIK_TEST_UNICORE_OFFLINE_POINTS", "20000"))
@@ -61,11 +60,7 @@ def offline_platform(
 
 @pytest.fixture
 def experiment(monkeypatch: pytest.MonkeyPatch, offline_platform: PlatformProcess) -> str:
-    sign_in(monkeypatch, offline_platform)
-    monkeypatch.setenv("MANTIK_UNICORE_USERNAME", UNICORE_USER)
-    monkeypatch.setenv("MANTIK_UNICORE_PASSWORD", UNICORE_PASSWORD)
-    monkeypatch.setenv("MANTIK_UNICORE_PROJECT", "training2")
-    return str(mlflow.create_experiment(f"unicore-offline-{time.time_ns()}"))
+    return sign_in_with_unicore(monkeypatch, offline_platform)
 
 
 def _submit(
@@ -91,14 +86,6 @@ def _remote_points(gateway: UnicoreGateway, job_id: str) -> int:
         return int(connection.execute("SELECT count(*) FROM metrics").fetchone()[0])
 
 
-def _wait_for(what: str, check: Callable[[], Any], timeout: float, interval: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := check()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(interval)
-    return value
-
-
 def test_offline_unicore_job_is_synced_while_followed_and_exactly_once(
     experiment: str,
     gateway: UnicoreGateway,
@@ -110,7 +97,7 @@ def test_offline_unicore_job_is_synced_while_followed_and_exactly_once(
     client = mantik.ComputeBackendClient.from_env()
 
     # Nobody asks with credentials: the job logs, the platform cannot see it.
-    _wait_for("a snapshot on the site", lambda: _remote_points(gateway, job_id) > 0, 120)
+    wait_for("a snapshot on the site", lambda: _remote_points(gateway, job_id) > 0, 120)
     time.sleep(2 * SNAPSHOT_SECONDS)
     assert central_points(run_id) == 0
 
@@ -201,7 +188,7 @@ def test_a_run_called_lost_is_completed_when_its_owner_asks(
     ended = gateway.wait_for(submitted.job_id, timeout=180)
     assert ended.status == "SUCCESSFUL", (ended.status_message, ended.log)
     _expire_token(offline_platform, submitted.run_id)
-    _wait_for("LOST", lambda: mlflow.get_run(submitted.run_id).info.status == "FAILED", 30)
+    wait_for("LOST", lambda: mlflow.get_run(submitted.run_id).info.status == "FAILED", 30)
     assert mlflow.get_run(submitted.run_id).data.tags["mantik.job.state"] == "LOST"
     assert central_points(submitted.run_id) == 0
 
@@ -225,7 +212,7 @@ def test_a_lost_run_whose_job_the_site_forgot_stays_lost_without_errors(
     )
     assert deleted.status_code in (200, 204)
     _expire_token(offline_platform, submitted.run_id)
-    _wait_for("LOST", lambda: mlflow.get_run(submitted.run_id).info.status == "FAILED", 30)
+    wait_for("LOST", lambda: mlflow.get_run(submitted.run_id).info.status == "FAILED", 30)
 
     info = mantik.ComputeBackendClient.from_env().get_status(submitted.run_id)
     assert (info.state, info.run_status) == ("LOST", "FAILED")

@@ -11,7 +11,6 @@ import json
 import os
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,11 +18,10 @@ import mlflow
 import pytest
 
 import mantik
-from tests.compute_e2e.conftest import sign_in
 from tests.support import apptainer
 from tests.support.platform import PlatformProcess, start_platform
 from tests.support.unicore_gateway import UnicoreGateway
-from tests.unicore.conftest import UNICORE_PASSWORD, UNICORE_USER
+from tests.unicore.conftest import UNICORE_PASSWORD, UNICORE_USER, sign_in_with_unicore
 
 pytestmark = pytest.mark.slurm
 
@@ -65,11 +63,7 @@ def project(demo: Path, gateway: UnicoreGateway) -> Path:
 
 @pytest.fixture
 def unicore_env(monkeypatch: pytest.MonkeyPatch, unicore_platform: PlatformProcess) -> str:
-    sign_in(monkeypatch, unicore_platform)
-    monkeypatch.setenv("MANTIK_UNICORE_USERNAME", UNICORE_USER)
-    monkeypatch.setenv("MANTIK_UNICORE_PASSWORD", UNICORE_PASSWORD)
-    monkeypatch.setenv("MANTIK_UNICORE_PROJECT", "training2")
-    return str(mlflow.create_experiment(f"unicore-{time.time_ns()}"))
+    return sign_in_with_unicore(monkeypatch, unicore_platform)
 
 
 def test_guide_example_runs_through_unicore(

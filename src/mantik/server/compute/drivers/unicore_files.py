@@ -44,8 +44,9 @@ LOG = "job.log"
 PARTIAL = ".partial"  # in the mirror: downloads in progress
 BLOCKS = f"{SNAPSHOT}.blocks"  # the node's block digests of the snapshot
 BLOCK_SIZE = 16 * 1024  # as the node writes them
-# Changed blocks closer than this are fetched in one range request (fewer round trips).
-MERGE_GAP_BYTES = 256 * 1024
+# Changed blocks closer than this are fetched in one range request (fewer round trips;
+# a store changes in a few dozen places per snapshot: its indexes grow in many spots).
+MERGE_GAP_BYTES = 64 * 1024
 MAX_RANGE_BYTES = 8 * 1024 * 1024
 PARALLEL_RANGES = 4
 MAX_MANIFEST_BYTES = 64 * 1024 * 1024  # digests of a 64 GiB snapshot
