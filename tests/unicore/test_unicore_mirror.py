@@ -4,7 +4,9 @@ and whatever does not match ends in a full, correct copy."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,3 +122,24 @@ def test_digests_that_do_not_match_give_a_full_correct_copy(job: RemoteJob, tmp_
     again = _mirror(job, target)
     assert copy.read_bytes() == job.snapshot.read_bytes()
     assert again.bytes < job.snapshot.stat().st_size
+
+
+def test_artifacts_still_being_written_wait_for_the_next_fetch(
+    job: RemoteJob, tmp_path: Path
+) -> None:
+    artifacts = job.offline / "artifacts" / "1" / "run" / "artifacts"
+    artifacts.mkdir(parents=True)
+    (artifacts / "done.txt").write_text("written a while ago")
+    os.utime(artifacts / "done.txt", (time.time() - 60, time.time() - 60))
+    (artifacts / "model.bin").write_bytes(b"half of a model")  # the job is writing it
+    job.log(10)
+    target = tmp_path / "mirror"
+    mirrored = target / "offline" / "artifacts" / "1" / "run" / "artifacts"
+
+    _mirror(job, target)
+    assert (mirrored / "done.txt").read_text() == "written a while ago"
+    assert not (mirrored / "model.bin").exists()
+
+    (artifacts / "model.bin").write_bytes(b"the whole model")
+    _mirror(job, target, final=True)  # the job ended: everything, as it is
+    assert (mirrored / "model.bin").read_bytes() == b"the whole model"

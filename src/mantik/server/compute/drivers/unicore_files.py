@@ -25,6 +25,7 @@ import hashlib
 import json
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -49,6 +50,7 @@ BLOCK_SIZE = 16 * 1024  # as the node writes them
 MERGE_GAP_BYTES = 64 * 1024
 MAX_RANGE_BYTES = 8 * 1024 * 1024
 PARALLEL_RANGES = 4
+SETTLE_SECONDS = 2.0  # an artifact changed this recently is fetched next time
 MAX_MANIFEST_BYTES = 64 * 1024 * 1024  # digests of a 64 GiB snapshot
 # Bounds against a job that plants a huge tree in its artifact folder.
 MAX_DEPTH = 32
@@ -197,7 +199,7 @@ class OfflineMirror:
         if snapshot is not None and not snapshot.is_dir:
             self._snapshot(folder, snapshot, offline.get(BLOCKS), force=final)
         if ARTIFACTS in offline and offline[ARTIFACTS].is_dir:
-            self._tree(f"{folder}/{ARTIFACTS}", depth=0)
+            self._tree(f"{folder}/{ARTIFACTS}", depth=0, final=final)
         return self.target
 
     def _mode(self) -> str:
@@ -214,7 +216,7 @@ class OfflineMirror:
             raise
         return children(listing, folder)
 
-    def _tree(self, folder: str, depth: int) -> None:
+    def _tree(self, folder: str, depth: int, *, final: bool) -> None:
         if depth > MAX_DEPTH:
             raise MirrorError(f"{folder} nests deeper than {MAX_DEPTH} folders")
         entries = self._list(folder)
@@ -223,8 +225,8 @@ class OfflineMirror:
             raise MirrorError(f"the job's artifact folder holds more than {MAX_FILES} files")
         for name, entry in sorted(entries.items()):
             if entry.is_dir:
-                self._tree(f"{folder}/{name}", depth + 1)
-            else:
+                self._tree(f"{folder}/{name}", depth + 1, final=final)
+            elif final or not _settling(entry):  # a file still being written: next time
                 self._fetch(f"{folder}/{name}", entry, force=False)
 
     def _local(self, remote: str) -> Path:
@@ -329,6 +331,11 @@ class OfflineMirror:
             if response.status_code != 200:  # pyunicore's raw() does not check
                 raise MirrorError(f"{response.status_code}: the site refused to send {remote}")
             yield from response.iter_bytes(1024 * 1024)
+
+
+def _settling(entry: RemoteFile) -> bool:
+    """Changed so recently that it may still grow (as the sync waits before uploading)."""
+    return entry.mtime is not None and time.time() - entry.mtime < SETTLE_SECONDS
 
 
 def _same(local: Path, entry: RemoteFile) -> bool:
