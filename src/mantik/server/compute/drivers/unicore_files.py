@@ -24,6 +24,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Iterator
@@ -187,6 +188,7 @@ class OfflineMirror:
         """Bring ``target`` up to date; ``final``: the job ended (also fetch its log, and
         re-read a snapshot that may have been replaced within the same second)."""
         self.target.mkdir(mode=0o700, parents=True, exist_ok=True)
+        shutil.rmtree(self.target / PARTIAL, ignore_errors=True)  # left by a crash
         top = self._list(MANTIK)
         for name in SMALL_FILES + ((LOG,) if final else ()):
             if name in top and not top[name].is_dir:
