@@ -69,6 +69,22 @@ with mlflow.start_run():
     mlflow.pyfunc.log_model(name="late", python_model=Echo(), pip_requirements=["mlflow"])
 """
 
+# The job changes its mind: tags and a child run come and go between two snapshots.
+DELETIONS = r"""
+import sys
+import mlflow
+with mlflow.start_run() as run:
+    client = mlflow.MlflowClient()
+    if sys.argv[1] == "make":
+        mlflow.set_tags({"stage": "draft", "keep": "yes"})
+        with mlflow.start_run(nested=True, run_name="discarded"):
+            mlflow.log_metric("x", 1.0)
+    else:
+        client.delete_tag(run.info.run_id, "stage")
+        (child,) = client.search_runs([run.info.experiment_id], "attributes.run_name = 'discarded'")
+        client.delete_run(child.info.run_id)
+"""
+
 
 @dataclass
 class Job:
@@ -238,6 +254,29 @@ def test_a_model_logged_after_its_points_synced_gets_linked_to_them(job: Job) ->
     (model,) = client.search_logged_models([job.experiment_id])
     assert len(model.metrics or []) == 1
     assert len(client.get_metric_history(job.run_id, "loss")) == 10
+
+
+def test_what_the_job_deletes_goes_centrally_too(job: Job) -> None:
+    client: MlflowClient = job.service.runs.client
+    job.node("make", script=DELETIONS)
+    syncer = OfflineSyncer(job.service)
+    syncer.sync(job.record(), final=False, wait=True)
+    tags = client.get_run(job.run_id).data.tags
+    assert (tags["stage"], tags["keep"]) == ("draft", "yes")
+    (child,) = client.search_runs([job.experiment_id], "attributes.run_name = 'discarded'")
+    client.set_tag(job.run_id, "reviewer", "ada")  # set centrally by a person, not the job
+
+    job.node("undo", script=DELETIONS)
+    syncer.sync(job.record(), final=True, wait=True, status="FINISHED")
+    tags = client.get_run(job.run_id).data.tags
+    assert "stage" not in tags
+    assert (tags["keep"], tags["reviewer"]) == ("yes", "ada")
+    assert client.get_run(child.info.run_id).info.lifecycle_stage == "deleted"
+
+    with job.service.db.session() as session:  # a full re-sync changes nothing
+        session.execute(update(OfflineSync).values(snapshot_mtime_ns=None, final_at=None))
+    OfflineSyncer(job.service).sync(job.record(), final=True, wait=True, status="FINISHED")
+    assert client.get_run(job.run_id).data.tags == tags
 
 
 def test_a_snapshot_symlinked_elsewhere_is_refused(job: Job, tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import tempfile
@@ -60,6 +61,9 @@ class JobSync:
         if root is None:  # the job's store was never prepared
             return None
         mapped = self._map_runs(local_runs)
+        for run in self.local.runs():  # child runs the job deleted after they were synced
+            if run.deleted and run.run_id != self.job.run_id and run.run_id in mapped:
+                self._delete_child(mapped[run.run_id].central_run_id)
         linker = ModelSync(self.runs, self.state, self.job.experiment_id, self.offline_dir)
         # Models first: metrics and outputs refer to their central ids.
         models = linker.models(self.local, {r: m.central_run_id for r, m in mapped.items()})
@@ -114,6 +118,10 @@ class JobSync:
         )
         return str(created.info.run_id)
 
+    def _delete_child(self, central_id: str) -> None:
+        if self.client.get_run(central_id).info.lifecycle_stage != "deleted":
+            self.client.delete_run(central_id)
+
     def _end_child(self, run: LocalRun, row: OfflineRun, job_status: str | None) -> None:
         if run.status in _TERMINAL:
             self.client.set_terminated(row.central_run_id, run.status, run.end_time)
@@ -161,12 +169,24 @@ class JobSync:
             }
         else:
             local = {k: v for k, v in local.items() if k not in _KEEP_CENTRAL}
-        if not local:
-            return
-        central = self.client.get_run(central_id).data.tags
-        changed = [RunTag(k, v) for k, v in local.items() if central.get(k) != v]
-        for start in range(0, len(changed), _PAIRS_BATCH):
-            self.client.log_batch(central_id, tags=changed[start : start + _PAIRS_BATCH])
+        prefix = f"{local_id}/"
+        pushed = {  # tag key → its item: the tags this sync put into the central run
+            item.fingerprint: key
+            for key, item in self.state.items("tag").items()
+            if key.startswith(prefix) and item.fingerprint
+        }
+        if local:
+            central = self.client.get_run(central_id).data.tags
+            changed = [RunTag(k, v) for k, v in local.items() if central.get(k) != v]
+            for start in range(0, len(changed), _PAIRS_BATCH):
+                self.client.log_batch(central_id, tags=changed[start : start + _PAIRS_BATCH])
+            for key in local.keys() - pushed.keys():
+                self.state.put_item("tag", _item_key(local_id, key), fingerprint=key)
+        # A tag the job deleted goes centrally too (only tags the sync put there).
+        for key in pushed.keys() - local.keys():
+            with contextlib.suppress(MlflowException):  # gone already (a crash after it)
+                self.client.delete_tag(central_id, key)
+            self.state.delete_item("tag", pushed[key])
 
     def _metrics(self, local_id: str, row: OfflineRun, models: dict[str, str]) -> None:
         pushed_before = high = row.metric_rowid

@@ -109,6 +109,12 @@ class SyncState:
             row.central_id = central_id
             row.fingerprint = fingerprint
 
+    def delete_item(self, kind: str, key: str) -> None:
+        with self.db.session() as session:
+            row = session.get(OfflineItem, (self.run_id, kind, key))
+            if row is not None:
+                session.delete(row)
+
     def done(self, snapshot_mtime_ns: int | None, *, final: bool) -> None:
         with self.db.session() as session:
             sync = session.get(OfflineSync, self.run_id)

@@ -10,7 +10,9 @@ server-side MlflowClient, what the central run lacks:
 - metrics: by the sqlite rowid high-water mark per local run, ≤1000 points per log_batch,
   with step, timestamp and NaN; the mark is committed after each batch went through;
 - params in batches of new keys only (a changed value is reported as a tag, not fatal);
-  tags diffed against the central run; artifacts by (size, mtime);
+  tags diffed against the central run (a tag the job deleted is deleted there, if the sync
+  put it there; a child run the job deleted is deleted too); artifacts by (size, mtime);
+- metric-to-model links MLflow makes after the points (``log_model``): by their own mark;
 - logged models, inputs and outputs (:mod:`offline_models`);
 - at the end: child runs' status and end time, and the local run's end time for the run.
 """
