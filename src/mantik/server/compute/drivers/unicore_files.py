@@ -1,7 +1,7 @@
 """Offline tracking on UNICORE: what the job wrote, fetched through the site's file API.
 
 A UNICORE job's folder lies on the site, readable only with the user's credentials, which
-the platform holds during a request. While a request holds them, :func:`mirror_offline`
+the platform holds during a request. While a request holds them, :class:`OfflineMirror`
 copies the files the offline sync reads into the platform's own folder for the job —
 ``tracking``, ``exit-code``, ``offline/snapshot.db`` and ``offline/artifacts/**`` (and the
 job log once the job ended) — each only when its size or modification time changed, and
@@ -21,8 +21,6 @@ slash) and land inside the mirror; files are written under a temporary name and 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import os
 import shutil
 import tempfile
@@ -37,6 +35,12 @@ from urllib.parse import quote
 
 from pyunicore import client as unicore
 
+from mantik.server.compute.drivers.snapshot_blocks import (
+    MAX_MANIFEST_BYTES,
+    BlockDigestsError,
+    Manifest,
+    block_digest,
+)
 from mantik.server.compute.wrapper_offline import MODE_FILE, OFFLINE_DIR, SNAPSHOT
 
 MANTIK = ".mantik"  # the wrapper's folder in the job's working directory
@@ -45,14 +49,8 @@ SMALL_FILES = (MODE_FILE, "exit-code")
 LOG = "job.log"
 PARTIAL = ".partial"  # in the mirror: downloads in progress
 BLOCKS = f"{SNAPSHOT}.blocks"  # the node's block digests of the snapshot
-BLOCK_SIZE = 16 * 1024  # as the node writes them
-# Changed blocks closer than this are fetched in one range request (fewer round trips;
-# a store changes in a few dozen places per snapshot: its indexes grow in many spots).
-MERGE_GAP_BYTES = 64 * 1024
-MAX_RANGE_BYTES = 8 * 1024 * 1024
 PARALLEL_RANGES = 4
 SETTLE_SECONDS = 2.0  # an artifact changed this recently is fetched next time
-MAX_MANIFEST_BYTES = 64 * 1024 * 1024  # digests of a 64 GiB snapshot
 # Bounds against a job that plants a huge tree in its artifact folder.
 MAX_DEPTH = 32
 MAX_FILES = 100_000
@@ -64,77 +62,6 @@ class MirrorError(Exception):
 
 class _Stale(Exception):
     """Fetched blocks do not match the digests: the node published meanwhile."""
-
-
-@dataclass(frozen=True)
-class Manifest:
-    size: int
-    block: int
-    digests: bytes  # a 16-byte BLAKE2b digest per block
-
-    @classmethod
-    def parse(cls, data: bytes) -> Manifest:
-        header, _, digests = data.partition(b"\n")
-        try:
-            meta = json.loads(header)
-            size, block = int(meta["size"]), int(meta["block"])
-        except (ValueError, KeyError, TypeError) as exc:
-            raise MirrorError(f"unreadable block digests: {exc}") from exc
-        count = -(-size // block) if 4096 <= block <= MAX_RANGE_BYTES else -1
-        if meta.get("digest") != "blake2b-16" or count < 0 or len(digests) != 16 * count:
-            raise MirrorError("block digests do not describe the snapshot")
-        return cls(size, block, digests)
-
-    @classmethod
-    def read(cls, path: Path) -> Manifest | None:
-        try:
-            return cls.parse(path.read_bytes())
-        except (OSError, MirrorError):
-            return None
-
-    @classmethod
-    def of_file(cls, path: Path, block: int = BLOCK_SIZE) -> Manifest:
-        digests = bytearray()
-        with path.open("rb") as handle:
-            while data := handle.read(block):
-                digests += _digest(data)
-        return cls(path.stat().st_size, block, bytes(digests))
-
-    def serialize(self) -> bytes:
-        header = {"size": self.size, "block": self.block, "digest": "blake2b-16"}
-        return json.dumps(header).encode() + b"\n" + self.digests
-
-    def digest(self, index: int) -> bytes:
-        return self.digests[16 * index : 16 * index + 16]
-
-    @property
-    def blocks(self) -> int:
-        return len(self.digests) // 16
-
-    def changed_ranges(self, old: Manifest | None) -> list[tuple[int, int]]:
-        """Byte ranges [start, end) to fetch to turn ``old``'s file into this one."""
-        merge = max(1, MERGE_GAP_BYTES // self.block)
-        changed = [
-            i
-            for i in range(self.blocks)
-            if old is None or old.block != self.block or old.digest(i) != self.digest(i)
-        ]
-        ranges: list[list[int]] = []
-        for index in changed:
-            if ranges and index - ranges[-1][1] <= merge:
-                ranges[-1][1] = index + 1
-            else:
-                ranges.append([index, index + 1])
-        span = max(1, MAX_RANGE_BYTES // self.block)  # bounded memory per request
-        return [
-            (i * self.block, min(min(i + span, b) * self.block, self.size))
-            for a, b in ranges
-            for i in range(a, b, span)
-        ]
-
-
-def _digest(data: bytes) -> bytes:
-    return hashlib.blake2b(data, digest_size=16).digest()
 
 
 @dataclass(frozen=True)
@@ -280,7 +207,7 @@ class OfflineMirror:
                 data = b"".join(self._download(f"{folder}/{BLOCKS}"))
                 self.bytes += len(data)
                 self._patch(remote, local, old, Manifest.parse(data), entry)
-            except (_Stale, MirrorError):
+            except (_Stale, BlockDigestsError):
                 pass  # published meanwhile, or unusable digests: fetch the snapshot whole
             else:
                 kept.write_bytes(data)
@@ -304,7 +231,7 @@ class OfflineMirror:
                 data = self._range(remote, start, end - start)
                 for offset in range(0, len(data), new.block):
                     block = data[offset : offset + new.block]
-                    if _digest(block) != new.digest((start + offset) // new.block):
+                    if block_digest(block) != new.digest((start + offset) // new.block):
                         raise _Stale
                 os.pwrite(descriptor, data, start)
                 return len(data)
