@@ -29,7 +29,6 @@ from typing import Any
 from bench import procs
 from bench.report import Check, Options, PartResult, fmt, median, parse_result
 
-REPO = Path(__file__).resolve().parent.parent
 IMAGE_MB = 2048
 USERNAME = "bench-images"
 TEMPORARY_PASSWORD = "Bench-Temporary-Pw-1!"
@@ -47,16 +46,6 @@ def _say(message: str) -> None:
     print(f"  {time.monotonic() - _STARTED:5.0f}s {message}", flush=True)
 
 
-def _env(home: Path, **extra: str) -> dict[str, str]:
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "_MLFLOW_", "MANTIK_"))
-    }
-    home.mkdir(parents=True, exist_ok=True)
-    pythonpath = [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]
-    env.update(HOME=str(home), PYTHONPATH=os.pathsep.join(pythonpath), PYTHONUNBUFFERED="1")
-    return {**env, **extra}
-
-
 def _python(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=900
@@ -69,7 +58,7 @@ def _create_user(data_dir: Path, url: str, home: Path) -> None:
             "-m", "mantik.cli", "admin", "users", "create", USERNAME,
             "--temporary-password", TEMPORARY_PASSWORD, "--data-dir", str(data_dir),
         ],
-        _env(home, MANTIK_DATA_DIR=str(data_dir)),
+        procs.clean_env(home, MANTIK_DATA_DIR=str(data_dir)),
         data_dir,
     )  # fmt: skip
     if created.returncode != 0:
@@ -174,7 +163,7 @@ def run(options: Options) -> PartResult:
     with procs.running(
         "platform",
         command,
-        env=_env(root / "server-home", MANTIK_DATA_DIR=str(data_dir)),
+        env=procs.clean_env(root / "server-home", MANTIK_DATA_DIR=str(data_dir)),
         url=url,
         log_path=root / "platform.log",
         cwd=root,
@@ -183,7 +172,7 @@ def run(options: Options) -> PartResult:
             server, lambda: procs.http_status(f"{url}/api/mantik/health") == 200, timeout=120
         )
         _create_user(data_dir, url, home)
-        env = _env(
+        env = procs.clean_env(
             home, MLFLOW_TRACKING_URI=url, MANTIK_USERNAME=USERNAME, MANTIK_PASSWORD=PASSWORD
         )
         experiment = _experiment(env, root)

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import subprocess
 import sys
 import time
@@ -49,7 +48,6 @@ if TYPE_CHECKING:
     from mantik.server.compute.drivers import Driver, SiteCredentials, TrackedJob
     from mantik.server.models import ComputeJob
 
-REPO = Path(__file__).resolve().parent.parent
 USERNAME = "bench-offline"
 TEMPORARY_PASSWORD = "Bench-Temporary-Pw-1!"
 PASSWORD = "Bench-Final-Password-9?"
@@ -93,16 +91,6 @@ def _say(message: str) -> None:
     print(f"  {time.monotonic() - _STARTED:5.0f}s {message}", flush=True)
 
 
-def _env(home: Path, **extra: str) -> dict[str, str]:
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "_MLFLOW_", "MANTIK_"))
-    }
-    home.mkdir(parents=True, exist_ok=True)
-    pythonpath = [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]
-    env.update(HOME=str(home), PYTHONPATH=os.pathsep.join(pythonpath), PYTHONUNBUFFERED="1")
-    return {**env, **extra}
-
-
 def _python(args: list[str], env: dict[str, str], cwd: Path) -> dict[str, Any]:
     done = subprocess.run(
         [sys.executable, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=900
@@ -119,7 +107,7 @@ def _create_user(data_dir: Path, url: str, home: Path) -> None:
             sys.executable, "-m", "mantik.cli", "admin", "users", "create", USERNAME,
             "--temporary-password", TEMPORARY_PASSWORD, "--data-dir", str(data_dir),
         ],
-        env=_env(home, MANTIK_DATA_DIR=str(data_dir)), check=True, capture_output=True,
+        env=procs.clean_env(home, MANTIK_DATA_DIR=str(data_dir)), check=True, capture_output=True,
         timeout=120,
     )  # fmt: skip
     procs.replace_temporary_password(url, USERNAME, TEMPORARY_PASSWORD, PASSWORD)
@@ -213,7 +201,7 @@ class SyncBench:
         if not more:
             (offline / "artifacts").mkdir(parents=True)
             (offline.parent / "tracking").write_text("offline\n")
-        env = _env(
+        env = procs.clean_env(
             self.home,
             MLFLOW_TRACKING_URI=f"sqlite:///{offline / 'mlruns.db'}",
             MLFLOW_RUN_ID=run_id,
@@ -339,7 +327,7 @@ def _unicore_site(root: Path) -> Iterator[UnicoreSite]:
     """The gateway in its own process (``bench.unicore_site``), stopped on exit."""
     site_root, url_file = root / "unicore-site", root / "unicore-site.url"
     command = [sys.executable, "-m", "bench.unicore_site", str(site_root), str(url_file)]
-    env = _env(
+    env = procs.clean_env(
         root / "unicore-home",
         BENCH_UNICORE_USER=UNICORE_USER,
         BENCH_UNICORE_PASSWORD=UNICORE_PASSWORD,
@@ -369,7 +357,7 @@ def _measure(
     port = procs.free_port()
     url = f"http://127.0.0.1:{port}"
     command = [sys.executable, "-m", "mantik.cli", "server", "start", "--port", str(port)]
-    server_env = _env(
+    server_env = procs.clean_env(
         root / "server-home", MANTIK_DATA_DIR=str(data_dir), MANTIK_SITES_FILE=str(sites)
     )
     with procs.running(
@@ -380,7 +368,7 @@ def _measure(
         )
         _say(f"platform ready after {ready:.1f} s")
         _create_user(data_dir, url, home)
-        client_env = _env(
+        client_env = procs.clean_env(
             home, MLFLOW_TRACKING_URI=url, MANTIK_USERNAME=USERNAME, MANTIK_PASSWORD=PASSWORD
         )
         code = "import mantik, mlflow; mantik.init_tracking(); print(mlflow.create_experiment('x'))"

@@ -79,6 +79,21 @@ def rss_bytes(pid: int) -> int:
     return int(resident) * PAGE_SIZE
 
 
+REPO = Path(__file__).resolve().parent.parent
+
+
+def clean_env(home: Path, **extra: str) -> dict[str, str]:
+    """This environment without MLflow/mantik settings, with a scratch HOME (token cache)
+    and this checkout importable; then ``extra``."""
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "_MLFLOW_", "MANTIK_"))
+    }
+    home.mkdir(parents=True, exist_ok=True)
+    pythonpath = [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]
+    env.update(HOME=str(home), PYTHONPATH=os.pathsep.join(pythonpath), PYTHONUNBUFFERED="1")
+    return {**env, **extra}
+
+
 @dataclass
 class Sample:
     at: float  # time.monotonic(): CLOCK_MONOTONIC, comparable across processes

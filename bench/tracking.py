@@ -25,7 +25,6 @@ from typing import Any
 from bench import procs
 from bench.report import Check, Options, PartResult, fmt, median, parse_result
 
-REPO = Path(__file__).resolve().parent.parent
 WORKERS = 2  # B and C
 ARTIFACT_MB = 200
 BATCH_METRICS = 10_000
@@ -86,17 +85,6 @@ class Target:
 # -- environment --------------------------------------------------------------------------
 
 
-def clean_env(home: Path) -> dict[str, str]:
-    """This environment without MLflow/mantik settings, with a scratch HOME (token cache)."""
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "_MLFLOW_", "MANTIK_"))
-    }
-    home.mkdir(parents=True, exist_ok=True)
-    pythonpath = [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]
-    env.update(HOME=str(home), PYTHONPATH=os.pathsep.join(pythonpath), PYTHONUNBUFFERED="1")
-    return env
-
-
 def venv_script(name: str) -> str:
     script = Path(sys.executable).parent / name
     return str(script) if script.exists() else name
@@ -135,7 +123,7 @@ def _launched(
     """Start a server (without waiting for it); it is stopped when the block ends."""
     workdir = root / key
     workdir.mkdir(parents=True, exist_ok=True)
-    env = {**clean_env(workdir / "home"), **(server_env or {})}
+    env = {**procs.clean_env(workdir / "home"), **(server_env or {})}
     with procs.running(
         key, command, env=env, url=url, log_path=workdir / "server.log", cwd=workdir
     ) as server:
@@ -191,7 +179,7 @@ def reference_mlflow(root: Path) -> Iterator[Target]:
 
 
 def _create_user(data_dir: Path, url: str) -> None:
-    env = {**clean_env(data_dir / "home"), "MANTIK_DATA_DIR": str(data_dir)}
+    env = {**procs.clean_env(data_dir / "home"), "MANTIK_DATA_DIR": str(data_dir)}
     subprocess.run(
         [
             sys.executable, "-m", "mantik.cli", "admin", "users", "create", USERNAME,
@@ -228,7 +216,7 @@ def mantik_platform(root: Path) -> Iterator[Target]:
 
 
 def run_client(target: Target, args: list[str], workdir: Path) -> dict[str, Any]:
-    env = {**clean_env(workdir / "home"), **target.client_env}
+    env = {**procs.clean_env(workdir / "home"), **target.client_env}
     completed = subprocess.run(
         [sys.executable, "-m", "bench.tracking_client", *args],
         env=env,
