@@ -15,7 +15,6 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
 
 import mlflow
 import pytest
@@ -25,8 +24,7 @@ import mantik
 from mantik.server.compute.offline_sync import OfflineSyncer
 from mantik.server.compute.service import ComputeService
 from mantik.server.models import ComputeJob, OfflineSync
-from mantik.server.platform import build
-from tests.support.offline_job import TRAIN, central_points, wait_for
+from tests.support.offline_job import TRAIN, central_points, count_pushed_points, wait_for
 from tests.support.platform import PlatformProcess, free_port, start_platform
 from tests.support.services import require_slurm
 
@@ -82,11 +80,7 @@ class Platform:
 
     def service(self) -> ComputeService:
         """The platform's parts in this process (for a second full sync)."""
-        settings = self.current.settings().model_copy(
-            update={"sites_file": Path(self.env["MANTIK_SITES_FILE"])}
-        )
-        parts = build(settings)
-        return ComputeService(settings, parts.db, parts.tokens, parts.identity)
+        return self.current.compute_service()
 
 
 @pytest.fixture
@@ -185,14 +179,7 @@ def test_offline_job_is_synced_live_through_a_restart_and_exactly_once(
         job = session.get(ComputeJob, run_id)
     assert job is not None
     syncer = OfflineSyncer(service)
-    pushed: list[int] = []
-    log_batch = syncer.client.log_batch
-
-    def counted(run: str, metrics: Any = (), **kw: Any) -> Any:
-        pushed.append(len(metrics))
-        return log_batch(run, metrics=metrics, **kw)
-
-    syncer.client.log_batch = counted  # type: ignore[method-assign]
+    pushed = count_pushed_points(syncer.client)
     syncer.sync(job, final=True, wait=True, status="FINISHED")
     assert sum(pushed) == 0
     assert central_points(run_id) == POINTS + 1

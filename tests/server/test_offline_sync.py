@@ -10,7 +10,6 @@ import sys
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 from mlflow import MlflowClient
@@ -23,6 +22,7 @@ from mantik.server.compute.service import ComputeService
 from mantik.server.config import ServerSettings
 from mantik.server.models import ComputeJob, OfflineSync, utcnow
 from mantik.server.platform import build, prepare
+from tests.support.offline_job import count_pushed_points
 
 NODE = Path(offline_snapshot.__file__).parent
 TRAIN = r"""
@@ -155,31 +155,18 @@ def job(tmp_path: Path) -> Job:
     return result
 
 
-def _counting(syncer: OfflineSyncer) -> list[int]:
-    """Metric points each log_batch of ``syncer`` carried."""
-    pushed: list[int] = []
-    log_batch = syncer.client.log_batch
-
-    def counted(run_id: str, metrics: Any = (), **kw: Any) -> Any:
-        pushed.append(len(metrics))
-        return log_batch(run_id, metrics=metrics, **kw)
-
-    syncer.client.log_batch = counted  # type: ignore[method-assign]
-    return pushed
-
-
 def test_everything_arrives_once_across_restarts_and_full_resyncs(job: Job) -> None:
     client: MlflowClient = job.service.runs.client
     job.node("1", "0", "2500")
     first = OfflineSyncer(job.service)
-    pushed = _counting(first)
+    pushed = count_pushed_points(first.client)
     first.sync(job.record(), final=False, wait=True)
     assert len(client.get_metric_history(job.run_id, "loss")) == 2500
     assert pushed.count(1000) == 2  # batches of ≤1000: 1000 + 1000 + 500 (+ small ones)
 
     job.node("2", "2500", "1500")  # the job goes on; the platform restarted meanwhile
     second = OfflineSyncer(job.service)
-    pushed_after_restart = _counting(second)
+    pushed_after_restart = count_pushed_points(second.client)
     second.sync(job.record(), final=False, wait=True)
     assert sum(pushed_after_restart) == 1500  # only the new points, by the high-water mark
 
@@ -241,7 +228,7 @@ def test_a_model_logged_after_its_points_synced_gets_linked_to_them(job: Job) ->
     assert len(client.get_metric_history(job.run_id, "loss")) == 10
 
     job.node("late", script=LATE_MODEL)
-    pushed = _counting(syncer)
+    pushed = count_pushed_points(syncer.client)
     syncer.sync(job.record(), final=True, wait=True, status="FINISHED")
     (model,) = client.search_logged_models([job.experiment_id])
     assert [(m.key, m.step, m.value) for m in model.metrics or []] == [("loss", 0, 1.0)]

@@ -57,3 +57,16 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float, interval: floa
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(interval)
     return value
+
+
+def count_pushed_points(client: mlflow.MlflowClient) -> list[int]:
+    """From now on, the metric points each ``log_batch`` of ``client`` carries."""
+    pushed: list[int] = []
+    log_batch = client.log_batch
+
+    def counted(run_id: str, metrics: Any = (), **kw: Any) -> Any:
+        pushed.append(len(metrics))
+        return log_batch(run_id, metrics=metrics, **kw)
+
+    client.log_batch = counted  # type: ignore[method-assign]
+    return pushed

@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 
+from mantik.server.compute.service import ComputeService
 from mantik.server.config import ServerSettings
 from mantik.server.identity.service import IdentityService
 from mantik.server.platform import build
@@ -76,7 +77,19 @@ class PlatformProcess:
     def settings(self) -> ServerSettings:
         keys = ("MANTIK_DATABASE_URI", "MANTIK_AUTH_DATABASE_URI", "MANTIK_BACKEND_STORE_URI")
         uris = {k.removeprefix("MANTIK_").lower(): self.env[k] for k in keys if k in self.env}
-        return ServerSettings(data_dir=self.data_dir, port=int(self.url.rsplit(":", 1)[1]), **uris)
+        sites = self.env.get("MANTIK_SITES_FILE")
+        return ServerSettings(
+            data_dir=self.data_dir,
+            port=int(self.url.rsplit(":", 1)[1]),
+            sites_file=Path(sites) if sites else None,
+            **uris,
+        )
+
+    def compute_service(self) -> ComputeService:
+        """The platform's compute parts in this process, on its stores and sites."""
+        settings = self.settings()
+        parts = build(settings)
+        return ComputeService(settings, parts.db, parts.tokens, parts.identity)
 
     @functools.cache  # noqa: B019 (one per platform process, lives as long as the test session)
     def _identity(self) -> IdentityService:

@@ -14,7 +14,6 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import mlflow
@@ -23,10 +22,8 @@ from sqlalchemy import update
 
 import mantik
 from mantik.server.compute.drivers import SiteCredentials
-from mantik.server.compute.service import ComputeService
 from mantik.server.models import ComputeJob, OfflineSync, utcnow
-from mantik.server.platform import build
-from tests.support.offline_job import TRAIN, central_points, wait_for
+from tests.support.offline_job import TRAIN, central_points, count_pushed_points, wait_for
 from tests.support.platform import PlatformProcess, free_port, start_platform
 from tests.support.unicore_gateway import UnicoreGateway
 from tests.unicore.conftest import UNICORE_PASSWORD, UNICORE_USER, sign_in_with_unicore
@@ -146,7 +143,7 @@ def test_offline_unicore_job_is_synced_while_followed_and_exactly_once(
 
     # A second full sync through the file API (as if the platform had forgotten which
     # snapshot it read) adds nothing.
-    service = _service(offline_platform)
+    service = offline_platform.compute_service()
     with service.db.session() as session:
         session.execute(
             update(OfflineSync)
@@ -155,14 +152,7 @@ def test_offline_unicore_job_is_synced_while_followed_and_exactly_once(
         )
         job = session.get(ComputeJob, run_id)
     assert job is not None
-    pushed: list[int] = []
-    log_batch = service.runs.client.log_batch
-
-    def counted(run: str, metrics: Any = (), **kw: Any) -> Any:
-        pushed.append(len(metrics))
-        return log_batch(run, metrics=metrics, **kw)
-
-    service.runs.client.log_batch = counted  # type: ignore[method-assign]
+    pushed = count_pushed_points(service.runs.client)
     credentials = SiteCredentials(UNICORE_USER, UNICORE_PASSWORD)
     service.offline.sync(job, final=True, wait=True, status="FINISHED", credentials=credentials)
     assert sum(pushed) == 0
@@ -220,18 +210,9 @@ def test_a_lost_run_whose_job_the_site_forgot_stays_lost_without_errors(
 
 def _expire_token(platform: PlatformProcess, run_id: str) -> None:
     """As if a week had passed since the job was submitted and nobody asked about it."""
-    with _service(platform).db.session() as session:
+    with platform.compute_service().db.session() as session:
         session.execute(
             update(ComputeJob)
             .where(ComputeJob.run_id == run_id)
             .values(token_expires_at=utcnow(), submitted_at=utcnow().replace(year=2025))
         )
-
-
-def _service(platform: PlatformProcess) -> ComputeService:
-    """The platform's parts in this process."""
-    settings = platform.settings().model_copy(
-        update={"sites_file": platform.data_dir / "sites.yaml"}
-    )
-    parts = build(settings)
-    return ComputeService(settings, parts.db, parts.tokens, parts.identity)
