@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 _MAX_ENTRIES = 100_000
@@ -67,47 +68,51 @@ def install(ttl: float) -> None:
     if ttl <= 0:
         return
     store: Any = auth.store
-    original_get_user = store.get_user
-    users: dict[str, tuple[Any, float]] = {}
     lock = threading.Lock()
-
-    def get_user(username: str) -> Any:
-        now = time.monotonic()
-        cached = users.get(username)
-        if cached is not None and cached[1] > now:
-            return cached[0]
-        user = original_get_user(username)
-        with lock:
-            if len(users) >= _MAX_ENTRIES:
-                users.clear()
-            users[username] = (user, now + ttl)
-        return user
-
-    store.get_user = get_user
-
+    users: dict[Any, tuple[Any, float]] = {}
+    store.get_user = _expiring(store.get_user, lambda username: username, ttl, users, lock)
     # Role grants, read once per request for every permission decision. A change made
     # through this worker clears the cache at once; other workers see it within the TTL.
-    grants_ttl = min(ttl, _GRANTS_TTL)
-    original_list_grants = store.list_grants
-    grants: dict[tuple[Any, ...], tuple[Any, float]] = {}
-
-    def list_grants(user_id: int, workspace: str, resource_types: Any) -> Any:
-        key = (user_id, workspace, frozenset(resource_types))
-        now = time.monotonic()
-        cached = grants.get(key)
-        if cached is not None and cached[1] > now:
-            return cached[0]
-        rows = original_list_grants(user_id, workspace, resource_types)
-        with lock:
-            if len(grants) >= _MAX_ENTRIES:
-                grants.clear()
-            grants[key] = (rows, now + grants_ttl)
-        return rows
-
-    store.list_grants = list_grants
+    grants: dict[Any, tuple[Any, float]] = {}
+    store.list_grants = _expiring(
+        store.list_grants,
+        lambda user_id, workspace, resource_types: (
+            user_id,
+            workspace,
+            frozenset(resource_types),
+        ),
+        min(ttl, _GRANTS_TTL),
+        grants,
+        lock,
+    )
     for name in dir(store):
         if name.startswith(_MUTATIONS) and callable(getattr(store, name)):
             setattr(store, name, _clearing(getattr(store, name), grants, users))
+
+
+def _expiring(
+    method: Any,
+    key_of: Callable[..., Any],
+    ttl: float,
+    cache: dict[Any, tuple[Any, float]],
+    lock: threading.Lock,
+) -> Any:
+    """``method`` with its answers kept for ``ttl`` seconds, by ``key_of(arguments)``."""
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        key = key_of(*args, **kwargs)
+        now = time.monotonic()
+        cached = cache.get(key)
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        value = method(*args, **kwargs)
+        with lock:
+            if len(cache) >= _MAX_ENTRIES:
+                cache.clear()
+            cache[key] = (value, now + ttl)
+        return value
+
+    return wrapper
 
 
 def _clearing(method: Any, *caches: dict[Any, Any]) -> Any:
