@@ -104,7 +104,7 @@ def create_app(settings: ServerSettings | None = None) -> Any:
     platform = build(settings)
     mlflow = mlflow_app.create_mlflow_app(settings)
     authorization.install(_gate(platform))
-    auth_cache.install(settings.auth_cache_seconds)
+    auth_cache.install(settings.auth_cache_seconds, settings.data_dir / "auth-cache.stamp")
     service = ComputeService(settings, platform.db, platform.tokens, platform.identity)
     start_poller(service, settings.data_dir / "poller.lock", settings.poll_seconds)
     api = create_mantik_api(platform, service)

@@ -4,16 +4,20 @@ MLflow checks every write by loading the whole run (params, metrics, tags) just 
 experiment, and loads the caller's user row for the admin check: two queries per request
 that dominate the cost of ``log_metric`` behind auth. A run never changes experiment, so
 that mapping is cached for good; user rows (the admin flag) for ``ttl`` seconds, role
-grants for at most 10 s.
+grants for at most 10 s — and neither beyond a change of users or permissions in any
+worker (a stamp file in the data dir, bumped by every such change).
 Written against the pinned MLflow version (private functions of ``mlflow.server.auth``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import os
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 _MAX_ENTRIES = 100_000
@@ -21,7 +25,28 @@ _GRANTS_TTL = 10.0
 _MUTATIONS = ("grant_", "revoke_", "create_", "update_", "delete_", "set_", "add_", "remove_")
 
 
-def install(ttl: float) -> None:
+class _Stamp:
+    """A file whose mtime says when any worker last changed users or permissions: a cached
+    answer older than the last change is not used (one stat per lookup)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(exist_ok=True)
+
+    def read(self) -> int:
+        try:
+            return os.stat(self.path).st_mtime_ns
+        except OSError:
+            return -1  # never equal to a stored stamp: no cache hit
+
+    def bump(self) -> None:
+        moment = max(time.time_ns(), self.read() + 1)
+        with contextlib.suppress(OSError):
+            os.utime(self.path, ns=(moment, moment))
+
+
+def install(ttl: float, stamp_path: Path) -> None:
     auth: Any = importlib.import_module("mlflow.server.auth")  # private API, pinned MLflow
 
     original_run_requirement = auth._run_requirement
@@ -69,11 +94,12 @@ def install(ttl: float) -> None:
         return
     store: Any = auth.store
     lock = threading.Lock()
-    users: dict[Any, tuple[Any, float]] = {}
-    store.get_user = _expiring(store.get_user, lambda username: username, ttl, users, lock)
+    stamp = _Stamp(stamp_path)
+    users: dict[Any, tuple[Any, float, int]] = {}
+    store.get_user = _expiring(store.get_user, lambda username: username, ttl, users, lock, stamp)
     # Role grants, read once per request for every permission decision. A change made
-    # through this worker clears the cache at once; other workers see it within the TTL.
-    grants: dict[Any, tuple[Any, float]] = {}
+    # through any worker (a new experiment's owner grant, a share) ends what is cached.
+    grants: dict[Any, tuple[Any, float, int]] = {}
     store.list_grants = _expiring(
         store.list_grants,
         lambda user_id, workspace, resource_types: (
@@ -84,43 +110,48 @@ def install(ttl: float) -> None:
         min(ttl, _GRANTS_TTL),
         grants,
         lock,
+        stamp,
     )
     for name in dir(store):
         if name.startswith(_MUTATIONS) and callable(getattr(store, name)):
-            setattr(store, name, _clearing(getattr(store, name), grants, users))
+            setattr(store, name, _clearing(getattr(store, name), stamp, grants, users))
 
 
 def _expiring(
     method: Any,
     key_of: Callable[..., Any],
     ttl: float,
-    cache: dict[Any, tuple[Any, float]],
+    cache: dict[Any, tuple[Any, float, int]],
     lock: threading.Lock,
+    stamp: _Stamp,
 ) -> Any:
-    """``method`` with its answers kept for ``ttl`` seconds, by ``key_of(arguments)``."""
+    """``method`` with its answers kept for ``ttl`` seconds, by ``key_of(arguments)``, and
+    only while no worker changed users or permissions."""
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         key = key_of(*args, **kwargs)
         now = time.monotonic()
+        changed = stamp.read()  # before the query: a change during it ends the answer
         cached = cache.get(key)
-        if cached is not None and cached[1] > now:
+        if cached is not None and cached[1] > now and cached[2] == changed:
             return cached[0]
         value = method(*args, **kwargs)
         with lock:
             if len(cache) >= _MAX_ENTRIES:
                 cache.clear()
-            cache[key] = (value, now + ttl)
+            cache[key] = (value, now + ttl, changed)
         return value
 
     return wrapper
 
 
-def _clearing(method: Any, *caches: dict[Any, Any]) -> Any:
+def _clearing(method: Any, stamp: _Stamp, *caches: dict[Any, Any]) -> Any:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return method(*args, **kwargs)
         finally:
             for cache in caches:
                 cache.clear()
+            stamp.bump()  # for the other workers
 
     return wrapper
