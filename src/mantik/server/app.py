@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -18,16 +19,12 @@ from mantik.server.compute.poller import start_background as start_poller
 from mantik.server.compute.service import ComputeService
 from mantik.server.config import ServerSettings
 from mantik.server.platform import Platform, build
-from mantik.server.tracking import auth_cache, authorization, mlflow_app
+from mantik.server.tracking import auth_cache, authorization, mlflow_app, route_rules
 
-MANTIK_PREFIXES = ("/api/mantik/", "/compute-backend", "/.well-known/")
-MANTIK_PATHS = frozenset({"/login", "/logout", "/new-password"})
 # Identity API bodies are small; uploads (compute) have their own limits.
 IDENTITY_BODY_LIMIT = 64 * 1024
 SUBMIT_PREFIX = "/compute-backend/submit/"
-# MLflow's own user management would create accounts that cannot sign in: refuse it.
-_MLFLOW_USER_ADMIN = ("/signup", "/api/2.0/mlflow/users/", "/ajax-api/2.0/mlflow/users/")
-_MLFLOW_USER_READS = ("/users/get", "/users/current", "/users/list")
+_SAFE_METHODS = frozenset({"GET", "HEAD"})
 
 
 def create_mantik_api(platform: Platform, platform_compute: ComputeService) -> FastAPI:
@@ -51,34 +48,62 @@ def create_mantik_api(platform: Platform, platform_compute: ComputeService) -> F
     return api
 
 
-async def _refuse_user_admin(send: Send) -> None:
-    body = json.dumps(
-        {
-            "error_code": "PERMISSION_DENIED",
-            "message": "Users are managed by mantik: use `mantik admin users`.",
-        }
-    ).encode()
+async def _refuse(send: Send, status: int, message: str) -> None:
+    body = json.dumps({"error_code": "PERMISSION_DENIED", "message": message}).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
-    await send({"type": "http.response.start", "status": 403, "headers": headers})
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 
+def _origin(scope: Scope) -> str | None:
+    for name, value in scope["headers"]:
+        if name == b"origin":
+            return str(value.decode("latin-1"))
+    return None
+
+
+def _own_origin(scope: Scope, origin: str) -> bool:
+    host = next((v.decode("latin-1") for n, v in scope["headers"] if n == b"host"), None)
+    return urlsplit(origin).netloc == host
+
+
 class PlatformApp:
-    def __init__(self, mantik: ASGIApp, mlflow: ASGIApp) -> None:
+    """Routes by path; refuses what our gate has no rule for; keeps CORS to listed origins.
+
+    MLflow allows credentialed CORS from any ``http://localhost:*`` origin; here a foreign
+    origin may only read (its Origin is dropped, so no CORS headers are sent) unless the
+    admin lists it (``cors_allowed_origins``).
+    """
+
+    def __init__(
+        self, mantik: ASGIApp, mlflow: ASGIApp, cors_origins: frozenset[str] = frozenset()
+    ) -> None:
         self.mantik = mantik
         self.mlflow = mlflow
+        self.cors_origins = cors_origins
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             await self.mlflow(scope, receive, send)
             return
-        path: str = scope["path"]
-        if path in MANTIK_PATHS or path.startswith(MANTIK_PREFIXES):
+        path = route_rules.collapse_slashes(scope["path"])
+        if path != scope["path"]:
+            raw = route_rules.collapse_slashes(scope.get("raw_path", b"").decode("latin-1"))
+            scope = {**scope, "path": path, "raw_path": raw.encode("latin-1")}
+        if route_rules.is_mantik(path):
             await self.mantik(scope, receive, send)
-        elif path.startswith(_MLFLOW_USER_ADMIN) and not path.endswith(_MLFLOW_USER_READS):
-            await _refuse_user_admin(send)
-        else:
-            await self.mlflow(scope, receive, send)
+            return
+        if route_rules.refused(path):
+            await _refuse(send, 403, "This MLflow feature is not offered by this platform.")
+            return
+        origin = _origin(scope)
+        if origin and origin not in self.cors_origins and not _own_origin(scope, origin):
+            if scope.get("method") not in _SAFE_METHODS:
+                await _refuse(send, 403, "Cross-origin request refused.")
+                return
+            headers = [(n, v) for n, v in scope["headers"] if n != b"origin"]
+            scope = {**scope, "headers": headers}
+        await self.mlflow(scope, receive, send)
 
 
 def _gate(platform: Platform) -> authorization.AuthGate:
@@ -111,4 +136,4 @@ def create_app(settings: ServerSettings | None = None) -> Any:
     # Images are streamed to disk under their own limit (max_image_bytes, see api/images.py).
     uploads = errors.BodyLimit(api, settings.max_upload_bytes, exempt=(images.PREFIX,))
     mantik = errors.BodyLimit(uploads, IDENTITY_BODY_LIMIT, exempt=(SUBMIT_PREFIX, images.PREFIX))
-    return PlatformApp(mantik, mlflow)
+    return PlatformApp(mantik, mlflow, frozenset(settings.cors_allowed_origins_list))

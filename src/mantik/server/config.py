@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -33,6 +34,9 @@ class ServerSettings(BaseSettings):
     # Host names clients may use besides loopback, private addresses and public_url's host
     # (MLflow refuses other Host headers against DNS rebinding), comma-separated.
     allowed_hosts: str | None = None
+    # Browser origins (comma-separated) other than the platform's own that may call the API
+    # with credentials; none by default.
+    cors_allowed_origins: str | None = None
 
     # Stores. None means "SQLite file in data_dir".
     database_uri: str | None = None  # mantik's own tables (users, tokens, jobs)
@@ -78,6 +82,14 @@ class ServerSettings(BaseSettings):
     @property
     def tls(self) -> bool:
         return self.ssl_certfile is not None
+
+    @property
+    def cors_allowed_origins_list(self) -> list[str]:
+        listed = [o.strip().rstrip("/") for o in (self.cors_allowed_origins or "").split(",")]
+        if self.public_url:
+            parts = urlsplit(self.public_url)
+            listed.append(f"{parts.scheme}://{parts.netloc}")
+        return [o for o in listed if o]
 
     @property
     def base_url(self) -> str:

@@ -19,7 +19,7 @@ from flask import Response
 from werkzeug.datastructures import Authorization
 
 from mantik.server.identity.tokens import InvalidToken, Principal, TokenService
-from mantik.server.tracking import job_scope
+from mantik.server.tracking import job_scope, request_rules
 
 SESSION_COOKIE = "mantik_session"
 _MAX_CACHE = 10_000
@@ -139,6 +139,30 @@ def _challenge(message: str) -> Response:
     return response
 
 
+def _refuse(status: int, error_code: str, message: str) -> Response:
+    return Response(
+        json.dumps({"error_code": error_code, "message": message}),
+        status=status,
+        mimetype="application/json",
+    )
+
+
+def _is_mlflow_admin(username: str) -> bool:
+    from mlflow.server import auth as mlflow_auth
+
+    return bool(mlflow_auth.store.get_user(username).is_admin)
+
+
+def _logged_model_experiment(model_id: str) -> str | None:
+    from mlflow.exceptions import MlflowException
+    from mlflow.server.handlers import _get_tracking_store
+
+    try:
+        return str(_get_tracking_store().get_logged_model(model_id).experiment_id)
+    except MlflowException:
+        return None
+
+
 def authorize() -> Authorization | Response:
     """The ``authorization_function`` named in MLflow's auth config."""
     from flask import request
@@ -154,19 +178,19 @@ def authorize() -> Authorization | Response:
         principal = _gate.principal(token)
     except InvalidToken as exc:
         return _challenge(str(exc))
-    if principal.kind == "job":
-        body = request.get_json(silent=True) if request.is_json else None
-        if not job_scope.allows(principal, request.path, request.args, body or {}):
-            return Response(
-                json.dumps(
-                    {
-                        "error_code": "PERMISSION_DENIED",
-                        "message": f"A job token may only write to its run {principal.run_id}.",
-                    }
-                ),
-                status=403,
-                mimetype="application/json",
-            )
+    body = request_rules.mlflow_body(request)
+    try:
+        request_rules.check(request, body, lambda: _is_mlflow_admin(principal.username))
+    except request_rules.Refusal as refusal:
+        return _refuse(refusal.status, refusal.error_code, refusal.message)
+    if principal.kind == "job" and not job_scope.allows(
+        principal, request.method, request.path, request.args, body, _logged_model_experiment
+    ):
+        return _refuse(
+            403,
+            "PERMISSION_DENIED",
+            f"A job token may only write to its run {principal.run_id}.",
+        )
     return Authorization("bearer", {"username": principal.username})
 
 

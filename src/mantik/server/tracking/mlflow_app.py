@@ -97,6 +97,8 @@ def environment(settings: ServerSettings) -> dict[str, str]:
         # Job execution spawns a process pool per worker (≈2 GB idle): not needed here.
         "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
         "MLFLOW_AUTH_CONFIG_PATH": auth_config_path(settings),
+        # A route MLflow's auth app has no decision for is refused, not open.
+        "MLFLOW_BASIC_AUTH_FAIL_CLOSED": "true",
         "MLFLOW_FLASK_SERVER_SECRET_KEY": load_or_create_secret(settings.keys_dir, "flask-secret"),
     }
 

@@ -42,12 +42,16 @@ UNREAD = Unread()
 
 def mlflow_body(request: Any) -> Any:
     """The body as MLflow's handlers parse it: JSON whatever the Content-Type, and once more
-    if a legacy client double-encoded it. Not cached, so MLflow's own parsing is untouched."""
+    if a legacy client double-encoded it. Flask's parsed-JSON cache is left alone."""
     if not _API.match(request.path) or _ARTIFACT_PROXY.match(request.path):
         return UNREAD
     if (request.content_length or 0) > MAX_JUDGED_BODY:
         return UNREAD
-    body = request.get_json(force=True, silent=True, cache=False)
+    data = request.get_data(cache=True)  # MLflow reads the same bytes afterwards
+    try:
+        body = json.loads(data) if data else None
+    except ValueError:
+        return None
     if isinstance(body, str):
         try:
             body = json.loads(body)
