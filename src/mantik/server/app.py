@@ -34,6 +34,7 @@ def create_mantik_api(platform: Platform, platform_compute: ComputeService) -> F
         docs_url="/compute-backend/docs",
         openapi_url="/compute-backend/openapi.json",
         redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
     )
     api.state.settings = platform.settings
     api.state.identity = platform.identity
@@ -94,7 +95,7 @@ class PlatformApp:
             await self.mantik(scope, receive, send)
             return
         if route_rules.refused(path):
-            await _refuse(send, 403, "This MLflow feature is not offered by this platform.")
+            await _refuse(send, 403, route_rules.refusal_message(path))
             return
         origin = _origin(scope)
         if origin and origin not in self.cors_origins and not _own_origin(scope, origin):

@@ -32,12 +32,18 @@ REFUSED = re.compile(
     r"|(?:api|ajax-api)/3\.0/jobs(?:/|$)"
     r"|(?:api|ajax-api)/3\.0/mlflow/assistant(?:/|$)"
     r"|gateway/|(?:api|ajax-api)/[23]\.0/(?:mlflow/)?gateway(?:/|-proxy$)"
+    # Prompt optimisation runs as jobs; single-workspace calls need workspaces (off here);
+    # online traces are a Databricks feature MLflow has no check for.
+    r"|(?:api|ajax-api)/3\.0/mlflow/prompt-optimization/jobs/"
+    r"|(?:api|ajax-api)/3\.0/mlflow/workspaces/"
+    r"|(?:api|ajax-api)/2\.0/mlflow/(?:get-online-trace-details|unified-traces)$"
+    r"|(?:api|ajax-api)/2\.0mlflow/"
     r")"
 )
 ADMIN = re.compile(r"^/(?:api|ajax-api)/2\.0/mlflow/users/list$")
 # The UI's pages and static files, health, version: nothing in them is anyone's data.
 SIGNED_IN = re.compile(
-    r"^/(?:$|static-files/|static/|favicon\.ico$|health$|version$"
+    r"^/(?:$|static-files/|static/|build/|favicon\.ico$|health$|version$"
     r"|(?:api|ajax-api)/3\.0/mlflow/server-info$"
     r"|(?:api|ajax-api)/2\.0/mlflow/users/(?:current|get)$"
     r")"
@@ -48,6 +54,15 @@ MANTIK_PATHS = frozenset({"/login", "/logout", "/new-password"})
 
 def is_mantik(path: str) -> bool:
     return path in MANTIK_PATHS or path.startswith(MANTIK_PREFIXES)
+
+
+USER_ADMIN = re.compile(r"^/(?:signup|(?:api|ajax-api)/2\.0/mlflow/users/)")
+
+
+def refusal_message(path: str) -> str:
+    if USER_ADMIN.match(path):
+        return "Users are managed by mantik: use `mantik admin users`."
+    return "This MLflow feature is not offered by this platform."
 
 
 def refused(path: str) -> bool:
