@@ -203,15 +203,18 @@ def test_dot_segments_in_artifact_paths_are_refused(
     assert listing.status_code == 400
 
 
-def test_double_slashes_do_not_route_around_refusals(
-    sqlite_platform: PlatformProcess, two_users: dict[str, dict[str, object]]
-) -> None:
-    client: httpx.Client = two_users["alice"]["client"]  # type: ignore[assignment]
-    for path in ("//api/2.0/mlflow/users/create", "/api//2.0/mlflow/users/create"):
-        response = client.post(
-            httpx.URL(sqlite_platform.url + path), json={"username": "x", "password": "Pw-x-1234!"}
+def test_double_slashes_do_not_route_around_refusals(sqlite_platform: PlatformProcess) -> None:
+    """Even an admin cannot create MLflow-only accounts (they could never sign in)."""
+    admin = sqlite_platform.new_user("admin", admin=True)
+    headers = {"Authorization": f"Bearer {access_token(sqlite_platform, admin)}"}
+    for n, path in enumerate(("//api/2.0/mlflow/users/create", "/api//2.0/mlflow/users/create")):
+        response = httpx.post(
+            httpx.URL(sqlite_platform.url + path),
+            json={"username": f"ghost{n}", "password": "Pw-ghost-1234!"},
+            headers=headers,
         )
         assert response.status_code == 403, (path, response.text)
+        assert "mantik admin users" in response.json()["message"]
 
 
 @pytest.mark.parametrize(
