@@ -8,8 +8,8 @@ from __future__ import annotations
 import os
 import re
 import types
-from collections.abc import Iterator
 from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
