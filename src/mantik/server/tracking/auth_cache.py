@@ -22,7 +22,9 @@ from typing import Any
 
 _MAX_ENTRIES = 100_000
 _GRANTS_TTL = 10.0
-_MUTATIONS = ("grant_", "revoke_", "create_", "update_", "delete_", "set_", "add_", "remove_")
+# The auth store's reads; every other public method may change users or grants, so it ends
+# what is cached (a new MLflow method is a change until someone says otherwise).
+READS = ("get_", "list_", "has_", "is_", "user_has_", "authenticate_")
 
 
 class _Stamp:
@@ -112,9 +114,17 @@ def install(ttl: float, stamp_path: Path) -> None:
         lock,
         stamp,
     )
-    for name in dir(store):
-        if name.startswith(_MUTATIONS) and callable(getattr(store, name)):
-            setattr(store, name, _clearing(getattr(store, name), stamp, grants, users))
+    for name in changing_methods(store):
+        setattr(store, name, _clearing(getattr(store, name), stamp, grants, users))
+
+
+def changing_methods(store: Any) -> list[str]:
+    """The public methods of MLflow's auth store that are not known reads."""
+    return [
+        name
+        for name in dir(store)
+        if not name.startswith(("_", *READS)) and callable(getattr(store, name))
+    ]
 
 
 def _expiring(
@@ -154,4 +164,5 @@ def _clearing(method: Any, stamp: _Stamp, *caches: dict[Any, Any]) -> Any:
                 cache.clear()
             stamp.bump()  # for the other workers
 
+    wrapper.ends_cached_grants = True  # type: ignore[attr-defined]
     return wrapper
