@@ -56,24 +56,30 @@ async def _refuse(send: Send, status: int, message: str) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-def _origin(scope: Scope) -> str | None:
+def _header(scope: Scope, wanted: bytes) -> str | None:
     for name, value in scope["headers"]:
-        if name == b"origin":
+        if name == wanted:
             return str(value.decode("latin-1"))
     return None
 
 
-def _own_origin(scope: Scope, origin: str) -> bool:
-    host = next((v.decode("latin-1") for n, v in scope["headers"] if n == b"host"), None)
-    return urlsplit(origin).netloc == host
+def _cross_site(scope: Scope, allowed: frozenset[str]) -> bool:
+    """A request a page of another site made: its Origin is neither ours nor listed, or,
+    without Origin, the browser says so (``Sec-Fetch-Site``)."""
+    origin = _header(scope, b"origin")
+    if origin is None:
+        return _header(scope, b"sec-fetch-site") == "cross-site"
+    return origin not in allowed and urlsplit(origin).netloc != _header(scope, b"host")
 
 
 class PlatformApp:
     """Routes by path; refuses what our gate has no rule for; keeps CORS to listed origins.
 
-    MLflow allows credentialed CORS from any ``http://localhost:*`` origin; here a foreign
-    origin may only read (its Origin is dropped, so no CORS headers are sent) unless the
-    admin lists it (``cors_allowed_origins``).
+    A page of another site may not change anything, on MLflow's routes or ours (the login
+    pages, the compute API): MLflow allows credentialed CORS from any
+    ``http://localhost:*`` origin, and browsers send the session cookie along. Such a
+    request may only read, with its Origin dropped (no CORS headers), unless the admin
+    lists the origin (``cors_allowed_origins``).
     """
 
     def __init__(
@@ -91,19 +97,19 @@ class PlatformApp:
         if path != scope["path"]:
             raw = route_rules.collapse_slashes(scope.get("raw_path", b"").decode("latin-1"))
             scope = {**scope, "path": path, "raw_path": raw.encode("latin-1")}
+        if _cross_site(scope, self.cors_origins):
+            # The session cookie rides along on such requests (CSRF): none may change state.
+            if scope.get("method") not in _SAFE_METHODS:
+                await _refuse(send, 403, "Cross-origin request refused.")
+                return
+            headers = [(n, v) for n, v in scope["headers"] if n != b"origin"]
+            scope = {**scope, "headers": headers}
         if route_rules.is_mantik(path):
             await self.mantik(scope, receive, send)
             return
         if route_rules.refused(path):
             await _refuse(send, 403, route_rules.refusal_message(path))
             return
-        origin = _origin(scope)
-        if origin and origin not in self.cors_origins and not _own_origin(scope, origin):
-            if scope.get("method") not in _SAFE_METHODS:
-                await _refuse(send, 403, "Cross-origin request refused.")
-                return
-            headers = [(n, v) for n, v in scope["headers"] if n != b"origin"]
-            scope = {**scope, "headers": headers}
         await self.mlflow(scope, receive, send)
 
 
