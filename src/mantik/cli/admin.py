@@ -103,7 +103,7 @@ def list_(
                         "admin": r.is_admin,
                         "active": r.is_active,
                         "must_change_password": r.must_change_password,
-                        "locked": r.locked,
+                        "throttled": r.throttled,
                         "created_at": r.created_at.isoformat(),
                     }
                     for r in rows
@@ -119,7 +119,7 @@ def list_(
         table.add_row(
             r.username,
             "yes" if r.is_admin else "",
-            ("locked" if r.locked else "yes") if r.is_active else "disabled",
+            ("throttled" if r.throttled else "yes") if r.is_active else "disabled",
             state,
             r.created_at.strftime("%Y-%m-%d %H:%M"),
         )

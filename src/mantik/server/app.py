@@ -123,7 +123,8 @@ def _gate(platform: Platform) -> authorization.AuthGate:
 
     return authorization.AuthGate(
         platform.tokens,
-        platform.identity.is_active,
+        platform.identity.account_state,
+        platform.identity.changes,
         platform.identity.is_revoked,
         ensure_mlflow_user,
         platform.settings.auth_cache_seconds,
@@ -136,7 +137,7 @@ def create_app(settings: ServerSettings | None = None) -> Any:
     platform = build(settings)
     mlflow = mlflow_app.create_mlflow_app(settings)
     authorization.install(_gate(platform))
-    auth_cache.install(settings.auth_cache_seconds, settings.data_dir / "auth-cache.stamp")
+    auth_cache.install(settings.auth_cache_seconds, settings.auth_cache_stamp)
     service = ComputeService(settings, platform.db, platform.tokens, platform.identity)
     start_poller(service, settings.data_dir / "poller.lock", settings.poll_seconds)
     api = create_mantik_api(platform, service)

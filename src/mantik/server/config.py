@@ -62,6 +62,8 @@ class ServerSettings(BaseSettings):
     access_token_minutes: int = Field(default=60, ge=1, le=24 * 60)
     refresh_token_days: int = Field(default=30, ge=1, le=365)
     session_hours: int = Field(default=8, ge=1, le=7 * 24)
+    # Sign-in throttle per (account, client address): this many failures are free, each
+    # further one blocks that pair for twice as long as the last, up to lockout_minutes.
     max_failed_logins: int = Field(default=5, ge=1)
     lockout_minutes: int = Field(default=15, ge=1)
     auth_cache_seconds: float = Field(default=30.0, ge=0)
@@ -120,3 +122,13 @@ class ServerSettings(BaseSettings):
     @property
     def keys_dir(self) -> Path:
         return self.data_dir / "keys"
+
+    @property
+    def identity_stamp(self) -> Path:
+        """Bumped when accounts change (sign-out everywhere, disable): see change_stamp."""
+        return self.data_dir / "identity.stamp"
+
+    @property
+    def auth_cache_stamp(self) -> Path:
+        """Bumped when MLflow users or permissions change."""
+        return self.data_dir / "auth-cache.stamp"

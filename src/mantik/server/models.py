@@ -43,9 +43,23 @@ class User(Base):
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     must_change_password: Mapped[bool] = mapped_column(Boolean, default=True)
-    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
-    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Raised by a password change or reset and by disabling: access and session tokens
+    # carry the epoch they were issued in, and older ones are refused.
+    token_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class SignInFailures(Base):
+    """Failed sign-ins of one account from one client address, and how long that pair
+    must wait: a stranger elsewhere cannot lock the account's owner out."""
+
+    __tablename__ = "mantik_sign_in_failures"
+
+    username: Mapped[str] = mapped_column(String(64), primary_key=True)
+    client: Mapped[str] = mapped_column(String(64), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    blocked_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_failure_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
 
 
 class RevokedToken(Base):

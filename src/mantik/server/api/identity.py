@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Request, Response, status
 from pydantic import BaseModel, Field
 
 from mantik._version import __version__
+from mantik.server.api.deps import ClientAddress
 from mantik.server.identity.service import IdentityService
 
 router = APIRouter()
@@ -47,8 +48,8 @@ Identity = Annotated[IdentityService, Depends(get_identity)]
 
 
 @router.post("/api/mantik/tokens/create", status_code=201, response_model=TokenResponse)
-def create_token(body: TokenCreate, identity: Identity) -> dict[str, str]:
-    return identity.sign_in(body.username, body.password).wire()
+def create_token(body: TokenCreate, identity: Identity, client: ClientAddress) -> dict[str, str]:
+    return identity.sign_in(body.username, body.password, client).wire()
 
 
 @router.post("/api/mantik/tokens/refresh", status_code=201, response_model=TokenResponse)
@@ -63,8 +64,8 @@ def revoke_token(body: TokenRefresh, identity: Identity) -> Response:
 
 
 @router.post("/api/mantik/password", status_code=204)
-def change_password(body: PasswordChange, identity: Identity) -> Response:
-    identity.change_password(body.username, body.password, body.new_password)
+def change_password(body: PasswordChange, identity: Identity, client: ClientAddress) -> Response:
+    identity.change_password(body.username, body.password, body.new_password, client)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

@@ -9,6 +9,7 @@ from urllib.parse import quote, urlsplit
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from mantik.server.api.deps import client_address
 from mantik.server.identity import errors
 from mantik.server.identity.service import IdentityService
 from mantik.server.identity.tokens import InvalidToken
@@ -90,7 +91,7 @@ def login(
 ) -> Response:
     target = safe_next(next)
     try:
-        token, _ = _identity(request).session_token(username, password)
+        token, _ = _identity(request).session_token(username, password, client_address(request))
     except errors.NewPasswordRequired:
         query = f"username={quote(username)}&next={quote(target)}"
         return RedirectResponse(f"/new-password?{query}", status_code=303)
@@ -147,7 +148,9 @@ def new_password(
         form = _new_password_form(username, target, "The two new passwords differ.")
         return _page("Set a new password", form, 400)
     try:
-        _identity(request).change_password(username, password, new_password)
+        _identity(request).change_password(
+            username, password, new_password, client_address(request)
+        )
     except errors.IdentityError as exc:
         form = _new_password_form(username, target, exc.message)
         return _page("Set a new password", form, exc.status_code)

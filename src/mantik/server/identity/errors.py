@@ -26,7 +26,7 @@ class NewPasswordRequired(IdentityError):
     code = "NEW_PASSWORD_REQUIRED"
 
 
-class AccountLocked(IdentityError):
+class SignInThrottled(IdentityError):
     status_code = 429
 
 

@@ -10,9 +10,11 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
+from mantik.server.change_stamp import ChangeStamp
 from mantik.server.config import ServerSettings
 from mantik.server.db import Database
 from mantik.server.identity import errors, passwords
+from mantik.server.identity.throttle import SignInThrottle
 from mantik.server.identity.tokens import TokenService, hash_refresh_token, new_refresh_token
 from mantik.server.models import RefreshToken, RevokedToken, User, utcnow
 
@@ -41,8 +43,16 @@ class UserInfo:
     is_admin: bool
     is_active: bool
     must_change_password: bool
-    locked: bool
+    throttled: bool  # some client address must wait before its next sign-in attempt
     created_at: datetime
+
+
+@dataclass(frozen=True)
+class AccountState:
+    """What a token check needs to know of its account."""
+
+    active: bool
+    token_epoch: int
 
 
 def _checked_password(password: str) -> str:
@@ -67,12 +77,17 @@ class IdentityService:
         self.db = db
         self.settings = settings
         self.tokens = tokens
+        self.throttle = SignInThrottle(
+            settings.max_failed_logins, timedelta(minutes=settings.lockout_minutes)
+        )
+        # Every worker's token checks read this before trusting their cached account states.
+        self.changes = ChangeStamp(settings.identity_stamp)
 
     # --- sign-in and tokens -------------------------------------------------------------
 
-    def sign_in(self, username: str, password: str) -> IssuedTokens:
+    def sign_in(self, username: str, password: str, client: str) -> IssuedTokens:
         with self.db.session() as session:
-            user = self._verify_password(session, username, password)
+            user = self._verify_password(session, username, password, client)
             if user.must_change_password:
                 raise errors.NewPasswordRequired(
                     "NEW_PASSWORD_REQUIRED: this account still has its temporary password. "
@@ -98,7 +113,24 @@ class IdentityService:
                 raise errors.InvalidRefreshToken("Refresh token has expired.")
             if not user.is_active:
                 raise errors.InvalidRefreshToken("Refresh token is invalid: account disabled.")
-            row.rotated_at = now
+            # Only one of several parallel refreshes of a token may rotate it; the others
+            # are reuse (as above): the family ends.
+            rotated = session.execute(
+                update(RefreshToken)
+                .where(
+                    RefreshToken.id == row.id,
+                    RefreshToken.rotated_at.is_(None),
+                    RefreshToken.revoked_at.is_(None),
+                )
+                .values(rotated_at=now)
+            )
+            if rotated.rowcount != 1:  # type: ignore[attr-defined]
+                session.rollback()
+                self._revoke_family(session, row.family, now)
+                session.commit()
+                raise errors.InvalidRefreshToken(
+                    "Refresh token is invalid: it was already used; sign in again."
+                )
             return self._issue(session, user, family=row.family)
 
     def revoke(self, username: str, refresh_token: str) -> None:
@@ -106,24 +138,30 @@ class IdentityService:
             row, _ = self._refresh_row(session, username, refresh_token)
             self._revoke_family(session, row.family, utcnow())
 
-    def change_password(self, username: str, password: str, new_password: str) -> None:
+    def change_password(self, username: str, password: str, new_password: str, client: str) -> None:
         _checked_password(new_password)
         if new_password == password:
             raise errors.BadRequest("The new password must differ from the current one.")
         with self.db.session() as session:
-            user = self._verify_password(session, username, password)
+            user = self._verify_password(session, username, password, client)
             user.password_hash = passwords.hash_password(new_password)
             user.must_change_password = False
             # A new password ends every session that the old one opened.
-            self._revoke_all(session, user)
+            self._end_sessions(session, user)
+        self.changes.bump()
 
-    def session_token(self, username: str, password: str) -> tuple[str, float]:
+    def session_token(self, username: str, password: str, client: str) -> tuple[str, float]:
         """A browser session token (cookie) after a password sign-in."""
         with self.db.session() as session:
-            user = self._verify_password(session, username, password)
+            user = self._verify_password(session, username, password, client)
             if user.must_change_password:
                 raise errors.NewPasswordRequired("NEW_PASSWORD_REQUIRED")
-            return self.tokens.issue(user.username, "session", self.settings.session_hours * 3600)
+            return self.tokens.issue(
+                user.username,
+                "session",
+                self.settings.session_hours * 3600,
+                epoch=user.token_epoch,
+            )
 
     def end_token(self, token_id: str, expires_at: float) -> None:
         """Revoke one signed token (sign-out) until it would have expired anyway."""
@@ -139,11 +177,13 @@ class IdentityService:
         with self.db.session() as session:
             return session.get(RevokedToken, token_id) is not None
 
-    def is_active(self, username: str) -> bool | None:
-        """True/False for a known user, None for an unknown one."""
+    def account_state(self, username: str) -> AccountState | None:
+        """None for an unknown user."""
         with self.db.session() as session:
-            active = session.scalar(select(User.is_active).where(User.username == username))
-        return active
+            row = session.execute(
+                select(User.is_active, User.token_epoch).where(User.username == username)
+            ).first()
+        return AccountState(bool(row[0]), int(row[1])) if row else None
 
     # --- administration -----------------------------------------------------------------
 
@@ -166,7 +206,6 @@ class IdentityService:
         return password
 
     def list_users(self) -> list[UserInfo]:
-        now = utcnow()
         with self.db.session() as session:
             users = session.scalars(select(User).order_by(User.username)).all()
             return [
@@ -175,7 +214,7 @@ class IdentityService:
                     is_admin=u.is_admin,
                     is_active=u.is_active,
                     must_change_password=u.must_change_password,
-                    locked=u.locked_until is not None and u.locked_until > now,
+                    throttled=self.throttle.throttled(session, u.username),
                     created_at=u.created_at,
                 )
                 for u in users
@@ -184,9 +223,12 @@ class IdentityService:
     def set_active(self, username: str, active: bool) -> None:
         with self.db.session() as session:
             user = self._get(session, username)
+            if user.is_active == active:
+                return
             user.is_active = active
-            if not active:
-                self._revoke_all(session, user)
+            # Disabling ends every session; enabling again does not bring them back.
+            self._end_sessions(session, user)
+        self.changes.bump()
 
     def reset_password(self, username: str, temporary_password: str | None = None) -> str:
         password = _checked_password(temporary_password or passwords.generate_temporary())
@@ -194,9 +236,9 @@ class IdentityService:
             user = self._get(session, username)
             user.password_hash = passwords.hash_password(password)
             user.must_change_password = True
-            user.failed_logins = 0
-            user.locked_until = None
-            self._revoke_all(session, user)
+            self.throttle.forget_account(session, username)
+            self._end_sessions(session, user)
+        self.changes.bump()
         return password
 
     def is_admin(self, username: str) -> bool:
@@ -212,34 +254,24 @@ class IdentityService:
             raise errors.NotFound(f"No user {username!r}.")
         return user
 
-    def _verify_password(self, session: Session, username: str, password: str) -> User:
-        now = utcnow()
+    def _verify_password(self, session: Session, username: str, password: str, client: str) -> User:
+        # Counted as a failure (and committed) before the password is checked.
+        self.throttle.begin_attempt(session, username, client)
         user = session.scalar(select(User).where(User.username == username))
-        if user is not None and user.locked_until is not None and user.locked_until > now:
-            minutes = max(1, round((user.locked_until - now).total_seconds() / 60))
-            raise errors.AccountLocked(
-                f"Too many failed sign-ins: the account is locked for {minutes} more minute(s).",
-                headers={"Retry-After": str(int((user.locked_until - now).total_seconds()) + 1)},
-            )
         ok = passwords.verify_password(user.password_hash if user else None, password)
-        if user is None or not user.is_active:
+        if user is None or not user.is_active or not ok:
             raise errors.InvalidCredentials(_BAD_CREDENTIALS)
-        if not ok:
-            user.failed_logins += 1
-            if user.failed_logins >= self.settings.max_failed_logins:
-                user.locked_until = now + timedelta(minutes=self.settings.lockout_minutes)
-                user.failed_logins = 0
-            session.commit()  # the failure must count even though we raise
-            raise errors.InvalidCredentials(_BAD_CREDENTIALS)
-        user.failed_logins = 0
-        user.locked_until = None
+        self.throttle.succeeded(session, username, client)
         if passwords.needs_rehash(user.password_hash):
             user.password_hash = passwords.hash_password(password)
         return user
 
     def _issue(self, session: Session, user: User, *, family: str) -> IssuedTokens:
         access, expires = self.tokens.issue(
-            user.username, "access", self.settings.access_token_minutes * 60
+            user.username,
+            "access",
+            self.settings.access_token_minutes * 60,
+            epoch=user.token_epoch,
         )
         refresh, refresh_hash = new_refresh_token()
         session.add(
@@ -263,6 +295,13 @@ class IdentityService:
         if row is None or user is None or user.username != username:
             raise errors.InvalidRefreshToken("Refresh token is invalid.")
         return row, user
+
+    @classmethod
+    def _end_sessions(cls, session: Session, user: User) -> None:
+        """Every refresh token ends now, and every access or session token issued before.
+        (Job tokens are bound to their run and end with it, or when the account is off.)"""
+        user.token_epoch += 1
+        cls._revoke_all(session, user)
 
     @staticmethod
     def _revoke_all(session: Session, user: User) -> None:

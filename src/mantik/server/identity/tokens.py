@@ -31,6 +31,8 @@ class Principal:
     token_id: str
     run_id: str | None = None
     experiment_id: str | None = None
+    # The account's token epoch at issue (IdentityService._end_sessions); 0 before it existed.
+    epoch: int = 0
 
 
 class TokenService:
@@ -39,7 +41,13 @@ class TokenService:
         self.issuer = issuer
 
     def issue(
-        self, username: str, kind: TokenKind, ttl_seconds: int, **claims: str
+        self,
+        username: str,
+        kind: TokenKind,
+        ttl_seconds: int,
+        *,
+        epoch: int | None = None,
+        **claims: str,
     ) -> tuple[str, float]:
         now = int(time.time())
         expires = now + ttl_seconds
@@ -54,6 +62,8 @@ class TokenService:
             "typ": kind,
             **claims,
         }
+        if epoch is not None:
+            payload["epoch"] = epoch
         token = jwt.encode(
             payload, self._key.private_key, algorithm=ALGORITHM, headers={"kid": self._key.kid}
         )
@@ -80,6 +90,9 @@ class TokenService:
         kind = claims["typ"]
         if kind not in ("access", "session", "job"):
             raise InvalidToken("Token is invalid: unknown token type")
+        epoch = claims.get("epoch", 0)
+        if not isinstance(epoch, int) or isinstance(epoch, bool):
+            raise InvalidToken("Token is invalid: bad epoch")
         return Principal(
             username=str(claims["sub"]),
             kind=kind,
@@ -87,6 +100,7 @@ class TokenService:
             token_id=str(claims["jti"]),
             run_id=claims.get("run_id"),
             experiment_id=claims.get("experiment_id"),
+            epoch=epoch,
         )
 
 

@@ -11,41 +11,20 @@ Written against the pinned MLflow version (private functions of ``mlflow.server.
 
 from __future__ import annotations
 
-import contextlib
 import importlib
-import os
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from mantik.server.change_stamp import ChangeStamp
+
 _MAX_ENTRIES = 100_000
 _GRANTS_TTL = 10.0
 # The auth store's reads; every other public method may change users or grants, so it ends
 # what is cached (a new MLflow method is a change until someone says otherwise).
 READS = ("get_", "list_", "has_", "is_", "user_has_", "authenticate_")
-
-
-class _Stamp:
-    """A file whose mtime says when any worker last changed users or permissions: a cached
-    answer older than the last change is not used (one stat per lookup)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.touch(exist_ok=True)
-
-    def read(self) -> int:
-        try:
-            return os.stat(self.path).st_mtime_ns
-        except OSError:
-            return -1  # never equal to a stored stamp: no cache hit
-
-    def bump(self) -> None:
-        moment = max(time.time_ns(), self.read() + 1)
-        with contextlib.suppress(OSError):
-            os.utime(self.path, ns=(moment, moment))
 
 
 def install(ttl: float, stamp_path: Path) -> None:
@@ -96,7 +75,7 @@ def install(ttl: float, stamp_path: Path) -> None:
         return
     store: Any = auth.store
     lock = threading.Lock()
-    stamp = _Stamp(stamp_path)
+    stamp = ChangeStamp(stamp_path)
     users: dict[Any, tuple[Any, float, int]] = {}
     store.get_user = _expiring(store.get_user, lambda username: username, ttl, users, lock, stamp)
     # Role grants, read once per request for every permission decision. A change made
@@ -133,7 +112,7 @@ def _expiring(
     ttl: float,
     cache: dict[Any, tuple[Any, float, int]],
     lock: threading.Lock,
-    stamp: _Stamp,
+    stamp: ChangeStamp,
 ) -> Any:
     """``method`` with its answers kept for ``ttl`` seconds, by ``key_of(arguments)``, and
     only while no worker changed users or permissions."""
@@ -155,7 +134,7 @@ def _expiring(
     return wrapper
 
 
-def _clearing(method: Any, stamp: _Stamp, *caches: dict[Any, Any]) -> Any:
+def _clearing(method: Any, stamp: ChangeStamp, *caches: dict[Any, Any]) -> Any:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return method(*args, **kwargs)

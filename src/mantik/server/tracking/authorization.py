@@ -18,6 +18,8 @@ from urllib.parse import quote
 from flask import Response
 from werkzeug.datastructures import Authorization
 
+from mantik.server.change_stamp import ChangeStamp
+from mantik.server.identity.service import AccountState
 from mantik.server.identity.tokens import InvalidToken, Principal, TokenService
 from mantik.server.tracking import job_scope, request_rules
 
@@ -27,23 +29,27 @@ _JOB_TOKEN_RECHECK = 5.0
 
 
 class AuthGate:
-    """Verifies tokens with a small time-bounded cache; knows which users are active."""
+    """Verifies tokens with a small time-bounded cache; knows which accounts are active and
+    which of their tokens a password change, reset or disable ended (``account_changes``:
+    a cached account state older than the last such change, in any worker, is not used)."""
 
     def __init__(
         self,
         tokens: TokenService,
-        is_active: Callable[[str], bool | None],
+        account_state: Callable[[str], AccountState | None],
+        account_changes: ChangeStamp,
         is_revoked: Callable[[str], bool],
         ensure_mlflow_user: Callable[[str], None],
         cache_seconds: float,
     ) -> None:
         self._tokens = tokens
-        self._is_active = is_active
+        self._account_state = account_state
+        self._account_changes = account_changes
         self._is_revoked = is_revoked
         self._ensure_mlflow_user = ensure_mlflow_user
         self._ttl = cache_seconds
         self._verified: dict[str, tuple[Principal, float]] = {}
-        self._active: dict[str, tuple[bool, float]] = {}
+        self._accounts: dict[str, tuple[AccountState | None, float, int]] = {}
         self._known_mlflow_users: set[str] = set()
         self._lock = threading.Lock()
 
@@ -66,23 +72,30 @@ class AuthGate:
                 if len(self._verified) >= _MAX_CACHE:
                     self._verified.clear()
                 self._verified[token] = (principal, now + ttl)
-        if not self._active_user(principal.username, now):
+        account = self._account(principal.username, now)
+        if account is None or not account.active:
             raise InvalidToken("Token is invalid: the account is disabled or unknown")
+        if principal.kind != "job" and principal.epoch < account.token_epoch:
+            raise InvalidToken(
+                "Token is invalid: it was issued before a password change, reset or "
+                "disabling of the account; sign in again"
+            )
         if principal.username not in self._known_mlflow_users:
             self._ensure_mlflow_user(principal.username)
             self._known_mlflow_users.add(principal.username)
         return principal
 
-    def _active_user(self, username: str, now: float) -> bool:
-        cached = self._active.get(username)
-        if cached is not None and cached[1] > now:
+    def _account(self, username: str, now: float) -> AccountState | None:
+        changed = self._account_changes.read()  # before the query: see auth_cache
+        cached = self._accounts.get(username)
+        if cached is not None and cached[1] > now and cached[2] == changed:
             return cached[0]
-        active = bool(self._is_active(username))
+        account = self._account_state(username)
         with self._lock:
-            if len(self._active) >= _MAX_CACHE:
-                self._active.clear()
-            self._active[username] = (active, now + self._ttl)
-        return active
+            if len(self._accounts) >= _MAX_CACHE:
+                self._accounts.clear()
+            self._accounts[username] = (account, now + self._ttl, changed)
+        return account
 
     def forget(self, token: str) -> None:
         with self._lock:

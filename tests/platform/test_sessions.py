@@ -1,0 +1,112 @@
+"""Events that must sign a user out everywhere do so at once, in every worker.
+
+Before, after ``mantik admin users reset-password``, a password change, or disable→enable,
+old access tokens and session cookies kept working until they expired (up to 8 h); and
+parallel refreshes of one refresh token each minted a new pair.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+
+from tests.platform.test_csrf import _session_cookie
+from tests.platform.test_identity import CREATE, REFRESH, post, sign_in
+from tests.support.platform import PlatformProcess
+
+SEARCH = "/api/2.0/mlflow/experiments/search"
+TRIES = 6  # the fixture runs two workers: a handful of requests reaches both
+
+
+def _answers(platform: PlatformProcess, token: str, cookie: str) -> set[int]:
+    answers = set()
+    for _ in range(TRIES):
+        bearer = httpx.get(
+            platform.url + SEARCH,
+            params={"max_results": 1},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        browser = httpx.get(
+            platform.url + SEARCH,
+            params={"max_results": 1},
+            cookies={"mantik_session": cookie},
+        )
+        answers |= {bearer.status_code, browser.status_code}
+    return answers
+
+
+@pytest.fixture
+def signed_in(sqlite_platform: PlatformProcess) -> dict[str, str]:
+    user = sqlite_platform.new_user("sessions")
+    tokens = sign_in(sqlite_platform, user)
+    cookie = _session_cookie(sqlite_platform, user)
+    # Every worker has verified and cached both by now.
+    assert _answers(sqlite_platform, tokens["AccessToken"], cookie) == {200}
+    return {"username": user[0], "password": user[1], "cookie": cookie, **tokens}
+
+
+def test_an_admin_reset_ends_every_session(
+    sqlite_platform: PlatformProcess, signed_in: dict[str, str]
+) -> None:
+    sqlite_platform.admin(
+        "users", "reset-password", signed_in["username"], "--temporary-password", "Reset-pass1"
+    )
+    assert _answers(sqlite_platform, signed_in["AccessToken"], signed_in["cookie"]) == {401}
+    refresh = post(
+        sqlite_platform,
+        REFRESH,
+        {"username": signed_in["username"], "refresh_token": signed_in["RefreshToken"]},
+    )
+    assert refresh.status_code == 401
+
+
+def test_a_password_change_ends_the_old_sessions(
+    sqlite_platform: PlatformProcess, signed_in: dict[str, str]
+) -> None:
+    changed = post(
+        sqlite_platform,
+        "/api/mantik/password",
+        {
+            "username": signed_in["username"],
+            "password": signed_in["password"],
+            "new_password": "Another-pass-7!",
+        },
+    )
+    assert changed.status_code == 204, changed.text
+    assert _answers(sqlite_platform, signed_in["AccessToken"], signed_in["cookie"]) == {401}
+    fresh = sign_in(sqlite_platform, (signed_in["username"], "Another-pass-7!"))
+    cookie = _session_cookie(sqlite_platform, (signed_in["username"], "Another-pass-7!"))
+    assert _answers(sqlite_platform, fresh["AccessToken"], cookie) == {200}
+
+
+def test_disable_then_enable_does_not_revive_old_tokens(
+    sqlite_platform: PlatformProcess, signed_in: dict[str, str]
+) -> None:
+    sqlite_platform.admin("users", "disable", signed_in["username"])
+    assert _answers(sqlite_platform, signed_in["AccessToken"], signed_in["cookie"]) == {401}
+    sqlite_platform.admin("users", "enable", signed_in["username"])
+    assert _answers(sqlite_platform, signed_in["AccessToken"], signed_in["cookie"]) == {401}
+    fresh = sign_in(sqlite_platform, (signed_in["username"], signed_in["password"]))
+    cookie = _session_cookie(sqlite_platform, (signed_in["username"], signed_in["password"]))
+    assert _answers(sqlite_platform, fresh["AccessToken"], cookie) == {200}
+
+
+def test_parallel_refreshes_rotate_once(platform: PlatformProcess) -> None:
+    sqlite_platform = platform  # on both stores: PostgreSQL runs the refreshes truly at once
+    user = sqlite_platform.new_user("refresh")
+    tokens = sign_in(sqlite_platform, user)
+    body = {"username": user[0], "refresh_token": tokens["RefreshToken"]}
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda _: post(sqlite_platform, REFRESH, body), range(8)))
+    assert sorted(a.status_code for a in answers) == [201] + [401] * 7
+    # The copies that lost count as reuse: the whole family ends, the winner's pair too.
+    winner = next(a.json() for a in answers if a.status_code == 201)
+    again = post(
+        sqlite_platform, REFRESH, {"username": user[0], "refresh_token": winner["RefreshToken"]}
+    )
+    assert again.status_code == 401
+    assert (
+        post(sqlite_platform, CREATE, {"username": user[0], "password": user[1]}).status_code == 201
+    )
