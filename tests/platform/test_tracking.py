@@ -117,7 +117,7 @@ def test_other_user_cannot_read_or_write_experiment(
 def test_shared_experiment_is_readable_but_not_writable_with_read(
     platform: PlatformProcess, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from mantik.client._experiments import share_experiment
+    from mantik.client._sharing import share_experiment
 
     owner, colleague = platform.new_user("owner"), platform.new_user("colleague")
     sign_in(monkeypatch, platform, owner)

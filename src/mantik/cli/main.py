@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from mantik.cli import admin, auth, config, experiments, project, runs, server
+from mantik.cli import admin, auth, config, experiments, models, project, prompts, runs, server
 
 app = typer.Typer(
     name="mantik",
@@ -18,6 +18,8 @@ app = typer.Typer(
 app.add_typer(server.app, name="server")
 app.add_typer(admin.app, name="admin")
 app.add_typer(experiments.app, name="experiments")
+app.add_typer(models.app, name="models")
+app.add_typer(prompts.app, name="prompts")
 app.add_typer(config.app, name="config")
 app.add_typer(project.app, name="project")
 app.add_typer(runs.app, name="runs")

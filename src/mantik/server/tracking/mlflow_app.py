@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 from mantik.server.config import ServerSettings
 from mantik.server.identity.keys import load_or_create_secret, write_secret_file
+from mantik.server.tracking import prompt_grants
 
 AUTH_FUNCTION = "mantik.server.tracking.authorization:authorize"
 # Our users cannot sign in as this account: it exists only because MLflow's config needs it.
@@ -137,7 +138,9 @@ def create_mlflow_app(settings: ServerSettings) -> Any:
     with _quiet_imports():
         from mlflow.server.auth import create_app
 
-        return create_app()
+        app = create_app()
+    prompt_grants.install()
+    return app
 
 
 def ensure_user(store: Any, username: str, *, is_admin: bool) -> None:
