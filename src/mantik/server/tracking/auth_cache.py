@@ -12,6 +12,7 @@ Written against the pinned MLflow version (private functions of ``mlflow.server.
 from __future__ import annotations
 
 import importlib
+import inspect
 import threading
 import time
 from collections.abc import Callable
@@ -98,11 +99,13 @@ def install(ttl: float, stamp_path: Path) -> None:
 
 
 def changing_methods(store: Any) -> list[str]:
-    """The public methods of MLflow's auth store that are not known reads."""
+    """The public methods of MLflow's auth store that are not known reads (methods of its
+    class only: the instance's session factory is callable too, and is used by reads)."""
+    cls = store if isinstance(store, type) else type(store)
     return [
         name
-        for name in dir(store)
-        if not name.startswith(("_", *READS)) and callable(getattr(store, name))
+        for name in dir(cls)
+        if not name.startswith(("_", *READS)) and inspect.isfunction(getattr(cls, name))
     ]
 
 
