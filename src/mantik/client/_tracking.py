@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import os
+import time
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+from mantik._exceptions import PlatformError
+from mantik._naming import default_experiment
 from mantik.client import _env, _tokens
 
 AUTH_PROVIDER_NAME = "mantik"
 _CONFLICTING = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
 _EXPERIMENT_CHOICES = ("MLFLOW_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID")
+# Another process of the user may have just created the default experiment: its owner grant
+# follows the creation by a moment (MLflow answers 403 until then).
+_CONCURRENT_CREATION_WAITS = (0.05, 0.1, 0.2, 0.4, 0.8, 1.6)
 
 
 def init_tracking() -> _tokens.Tokens:
@@ -38,11 +45,6 @@ def init_tracking() -> _tokens.Tokens:
     return tokens
 
 
-def default_experiment(username: str) -> str:
-    """Where a user's runs go when no experiment is chosen (created on first use)."""
-    return f"{username}-default"
-
-
 def _choose_personal_default(username: str) -> None:
     """Experiments are private to their creator, so MLflow's shared "Default" (id 0) is
     nobody's: without a chosen experiment, this process logs to the user's own default.
@@ -57,11 +59,43 @@ def _choose_personal_default(username: str) -> None:
         os.environ.get(name) for name in _EXPERIMENT_CHOICES
     ):
         return
-    client = mlflow.MlflowClient()
-    name = default_experiment(username)
-    experiment = client.get_experiment_by_name(name)
-    experiment_id = experiment.experiment_id if experiment else client.create_experiment(name)
+    experiment_id = _personal_default_id(mlflow.MlflowClient(), default_experiment(username))
     fluent._active_experiment_id = experiment_id  # type: ignore[assignment]
+
+
+def _personal_default_id(client: Any, name: str) -> str:
+    """The id of ``name``, created if missing, also when other processes try at once."""
+    from mlflow.exceptions import MlflowException
+
+    for wait in (*_CONCURRENT_CREATION_WAITS, None):
+        try:
+            experiment = client.get_experiment_by_name(name)
+            if experiment is None:
+                return str(client.create_experiment(name))
+        except MlflowException as exc:
+            if exc.error_code not in ("RESOURCE_ALREADY_EXISTS", "PERMISSION_DENIED"):
+                raise
+            if wait is None:
+                if exc.error_code == "RESOURCE_ALREADY_EXISTS":
+                    raise
+                raise PlatformError(
+                    f"The experiment '{name}' exists but you may not use it: another account "
+                    "created it before such names were reserved. Ask an administrator to "
+                    "rename it; until then choose an experiment with MLFLOW_EXPERIMENT_NAME.",
+                    status_code=403,
+                ) from exc
+            time.sleep(wait)
+            continue
+        if experiment.lifecycle_stage == "deleted":
+            raise PlatformError(
+                f"Your default experiment '{name}' (id {experiment.experiment_id}) is deleted. "
+                "Restore it (mlflow.MlflowClient().restore_experiment"
+                f"('{experiment.experiment_id}'), or in the UI), or choose another experiment: "
+                "set MLFLOW_EXPERIMENT_NAME before init_tracking(), or call "
+                "mlflow.set_experiment() after it."
+            )
+        return str(experiment.experiment_id)
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def activate(url: str, access_token: str) -> None:

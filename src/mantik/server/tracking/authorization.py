@@ -21,7 +21,7 @@ from werkzeug.datastructures import Authorization
 from mantik.server.change_stamp import ChangeStamp
 from mantik.server.identity.service import AccountState
 from mantik.server.identity.tokens import InvalidToken, Principal, TokenService
-from mantik.server.tracking import job_scope, request_rules
+from mantik.server.tracking import job_scope, ownership_rules, request_rules
 
 SESSION_COOKIE = "mantik_session"
 _MAX_CACHE = 10_000
@@ -194,6 +194,7 @@ def authorize() -> Authorization | Response:
     body = request_rules.mlflow_body(request)
     try:
         request_rules.check(request, body, lambda: _is_mlflow_admin(principal.username))
+        ownership_rules.check(request, body, principal.username)
     except request_rules.Refusal as refusal:
         return _refuse(refusal.status, refusal.error_code, refusal.message)
     if principal.kind == "job" and not job_scope.allows(
