@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import types
 from collections import Counter
 from collections.abc import Iterator
@@ -35,6 +36,12 @@ def apps(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Any]]:
     settings = ServerSettings(data_dir=data_dir)
     settings.keys_dir.mkdir(parents=True, exist_ok=True)
     saved = dict(os.environ)  # building MLflow's app configures it through the environment
+    # Another test module may have imported MLflow's auth app with its defaults: the app
+    # is built from a fresh import, as in a platform worker.
+    for name in [
+        m for m in sys.modules if m == "mlflow.server.auth" or m.startswith("mlflow.server.auth.")
+    ]:
+        del sys.modules[name]
     try:
         mlflow_app.prepare_stores(settings)
         yield settings, mlflow_app.create_mlflow_app(settings)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import configparser
 import io
 import os
+import sys
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -134,10 +135,22 @@ def auth_store(settings: ServerSettings) -> Any:
 
 def create_mlflow_app(settings: ServerSettings) -> Any:
     """MLflow's FastAPI app (REST, UI, artifact proxy) behind its auth app."""
+    # MLflow's auth app reads its config once, when first imported: imported before our
+    # environment, it would run with its defaults (READ for everyone, ./basic_auth.db).
+    premature = "mlflow.server.auth" in sys.modules
     os.environ.update(environment(settings))
     with _quiet_imports():
+        from mlflow.server import auth
         from mlflow.server.auth import create_app
 
+        if premature and (
+            auth.auth_config.database_uri != settings.resolved_auth_database_uri
+            or auth.auth_config.default_permission != "NO_PERMISSIONS"
+        ):
+            raise RuntimeError(
+                "mlflow.server.auth was imported before mantik configured it; "
+                "refusing to serve with MLflow's default permissions"
+            )
         app = create_app()
     prompt_grants.install()
     return app
