@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 from mantik.server.config import ServerSettings
 from mantik.server.identity.keys import load_or_create_secret, write_secret_file
-from mantik.server.tracking import prompt_grants
+from mantik.server.tracking import prompt_grants, trace_writes
 
 AUTH_FUNCTION = "mantik.server.tracking.authorization:authorize"
 # Our users cannot sign in as this account: it exists only because MLflow's config needs it.
@@ -153,6 +153,7 @@ def create_mlflow_app(settings: ServerSettings) -> Any:
             )
         app = create_app()
     prompt_grants.install()
+    trace_writes.install()
     return app
 
 
