@@ -187,6 +187,45 @@ def test_a_model_named_star_is_refused(
     assert rename.status_code == 400
 
 
+def test_a_prompt_stays_a_prompt(
+    sqlite_platform: PlatformProcess, two_users: dict[str, dict[str, object]]
+) -> None:
+    """Prompts and models are guarded by different grants, chosen by this tag: an editor
+    who flipped it locked out everyone, the owner too."""
+    alice, bob = two_users["alice"], two_users["bob"]
+    client: httpx.Client = alice["client"]  # type: ignore[assignment]
+    owner = alice["user"][0]  # type: ignore[index]
+    prompt, model = f"prompt-{owner}", f"model-{owner}"
+    tag = {"key": "mlflow.prompt.is_prompt", "value": "true"}
+    assert client.post(
+        f"{API}/registered-models/create", json={"name": prompt, "tags": [tag]}
+    ).is_success
+    assert client.post(f"{API}/registered-models/create", json={"name": model}).is_success
+    grant = client.post(
+        "/api/3.0/mlflow/users/permissions/grant",
+        json={
+            "username": bob["user"][0],
+            "resource_type": "registered_model",  # type: ignore[index]
+            "resource_id": model,
+            "permission": "EDIT",
+        },
+    )
+    assert grant.status_code == 200, grant.text
+    editor: httpx.Client = bob["client"]  # type: ignore[assignment]
+    flip = editor.post(f"{API}/registered-models/set-tag", json={"name": model, **tag})
+    assert flip.status_code == 400
+    unflip = client.request(
+        "DELETE", f"{API}/registered-models/delete-tag", json={"name": prompt, "key": tag["key"]}
+    )
+    assert unflip.status_code == 400
+    # Other tags stay the editors' to set, and the owner keeps her model.
+    other = editor.post(
+        f"{API}/registered-models/set-tag", json={"name": model, "key": "k", "value": "v"}
+    )
+    assert other.status_code == 200, other.text
+    assert client.get(f"{API}/registered-models/get", params={"name": model}).status_code == 200
+
+
 @pytest.mark.parametrize("segment", ["./", "%2e/", ".//", "../", "%2E%2E/"])
 def test_dot_segments_in_artifact_paths_are_refused(
     sqlite_platform: PlatformProcess, two_users: dict[str, dict[str, object]], segment: str

@@ -17,6 +17,10 @@ _API = re.compile(r"^/(?:api|ajax-api)/[23]\.0/")
 _ARTIFACT_PROXY = re.compile(r"^/(?:api|ajax-api)/2\.0/mlflow-artifacts/")
 # Registry calls whose name becomes a permission key: `*` there is MLflow's wildcard grant.
 _NAMING = re.compile(r"^/(?:api|ajax-api)/2\.0/mlflow/registered-models/(?:create|rename)$")
+_MODEL_TAGS = re.compile(r"^/(?:api|ajax-api)/2\.0/mlflow/registered-models/(?:set|delete)-tag$")
+# Which grants guard a registry entry (prompt or registered model) follows this tag: an
+# editor who flips it locks everyone out, the owner included.
+PROMPT_TAG = "mlflow.prompt.is_prompt"
 _PATH_PARAMS = ("path", "artifact_path", "artifact_file_path")
 _USER_LIST = re.compile(r"^/(?:api|ajax-api)/2\.0/mlflow/users/list$")
 
@@ -96,5 +100,11 @@ def check(request: Any, body: Any, is_admin: Callable[[], bool]) -> None:
         for key in ("name", "new_name", "newName"):
             if str(body.get(key, "")).strip() == "*":
                 raise Refusal(400, "INVALID_PARAMETER_VALUE", "'*' is not a valid name.")
+    if _MODEL_TAGS.match(path) and isinstance(body, dict) and body.get("key") == PROMPT_TAG:
+        raise Refusal(
+            400,
+            "INVALID_PARAMETER_VALUE",
+            f"'{PROMPT_TAG}' is set when a prompt is created and cannot be changed.",
+        )
     if _USER_LIST.match(path) and not is_admin():
         raise Refusal(403, "PERMISSION_DENIED", "Only administrators may list users.")
