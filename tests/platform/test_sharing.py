@@ -219,11 +219,13 @@ def test_prompt_grants_need_a_prompt_and_manage_on_it(sqlite_platform: PlatformP
     owner, colleague = sqlite_platform.new_user("gowner"), sqlite_platform.new_user("gmate")
     headers = {"Authorization": f"Bearer {access_token(sqlite_platform, owner)}"}
     client = httpx.Client(base_url=sqlite_platform.url, headers=headers)
-    prompt, former = unique("prompt"), unique("prompt")
-    for name in (prompt, former):
+    prompt, model = unique("prompt"), unique("model")
+    for name, tags in (
+        (prompt, [{"key": "mlflow.prompt.is_prompt", "value": "true"}]),
+        (model, []),
+    ):
         created = client.post(
-            "/api/2.0/mlflow/registered-models/create",
-            json={"name": name, "tags": [{"key": "mlflow.prompt.is_prompt", "value": "true"}]},
+            "/api/2.0/mlflow/registered-models/create", json={"name": name, "tags": tags}
         )
         assert created.status_code == 200, created.text
 
@@ -239,14 +241,14 @@ def test_prompt_grants_need_a_prompt_and_manage_on_it(sqlite_platform: PlatformP
         )
 
     assert grant(prompt).status_code == 200
-    # Taking the tag away makes it a registered model; the owner's grant stays a prompt grant.
+    # A prompt stays a prompt (the gate keeps its tag), and a prompt grant must name one.
     untagged = client.request(
         "DELETE",
         "/api/2.0/mlflow/registered-models/delete-tag",
-        json={"name": former, "key": "mlflow.prompt.is_prompt"},
+        json={"name": prompt, "key": "mlflow.prompt.is_prompt"},
     )
-    assert untagged.status_code == 200, untagged.text
-    assert grant(former).status_code == 403
+    assert untagged.status_code == 400, untagged.text
+    assert grant(model).status_code == 403
     assert grant("no-such-prompt").status_code == 403
     mate = {"Authorization": f"Bearer {access_token(sqlite_platform, colleague)}"}
     reshare = httpx.post(
