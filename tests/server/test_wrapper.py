@@ -19,6 +19,7 @@ from mantik.server.compute.drivers.slurm.render import sbatch_arguments
 from mantik.server.compute.drivers.wrapper import render_wrapper
 from mantik.server.compute.site_config import SiteConfig
 from mantik.server.compute.spec import JobSpec
+from tests.server.golden_files import without_node_scripts
 
 GUIDE_CONFIG = {
     "SingularityImage": "image.sif",
@@ -55,7 +56,7 @@ def spec(config: dict[str, Any], workdir: Path = Path("/jobs/r1"), **kw: Any) ->
 
 def test_wrapper_for_the_guide_config_in_apptainer(golden: Any) -> None:
     job = spec(GUIDE_CONFIG, image="/jobs/r1/project/image.sif")
-    golden("wrapper-apptainer.sh", render_wrapper(job))
+    golden("wrapper-apptainer.sh", without_node_scripts(render_wrapper(job)))
 
 
 def test_wrapper_with_venv_modules_and_commands(golden: Any) -> None:
@@ -67,7 +68,7 @@ def test_wrapper_with_venv_modules_and_commands(golden: Any) -> None:
         "PostRunCommands": ["echo after"],
         "Environment": {"QUOTED": 'it\'s a "test" $HOME'},
     }
-    golden("wrapper-venv.sh", render_wrapper(spec(config)))
+    golden("wrapper-venv.sh", without_node_scripts(render_wrapper(spec(config))))
 
 
 def test_sbatch_options_for_the_guide_config(golden: Any) -> None:
@@ -227,5 +228,5 @@ def test_unicore_wrapper_runs_in_the_folder_the_site_chose(golden: Any) -> None:
 
     job = spec(GUIDE_CONFIG, image="image.sif", site_chooses_workdir=True)
     script = render_wrapper(job, prologue=PROLOGUE)
-    golden("wrapper-unicore.sh", script)
+    golden("wrapper-unicore.sh", without_node_scripts(script))
     assert 'export MANTIK_DIR="$PWD/.mantik"' in script
