@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from mantik.server.compute.drivers.wrapper import render_wrapper
-from tests.server.test_wrapper import _NoDriver, spec
+from tests.server.drivers.test_wrapper import _NoDriver, spec
 from tests.support.platform import free_port
 
 RUN_ID = "0123456789abcdef0123456789abcdef"
