@@ -1,6 +1,6 @@
 """Offline tracking, platform side: snapshots of a job's local store go into its central run.
 
-The poller calls :meth:`OfflineSyncer.sync_active` once per cycle and
+The poller calls :meth:`OfflineSyncer.sync_active` once per cycle, the run's lifecycle
 :meth:`OfflineSyncer.finish` when a job ended. A sync (one run at a time: an flock) reads the
 job's newest snapshot (never the live database) and pushes (:mod:`.push`), with the
 server-side MlflowClient, what the central run lacks:
