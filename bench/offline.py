@@ -45,7 +45,8 @@ from bench import procs
 from bench.report import Check, Options, PartResult, fmt, median, parse_result
 
 if TYPE_CHECKING:
-    from mantik.server.compute.drivers import Driver, SiteCredentials, TrackedJob
+    from mantik.server.compute.drivers.base import Driver
+    from mantik.server.compute.jobs import SiteCredentials, TrackedJob
     from mantik.server.models import ComputeJob
 
 USERNAME = "bench-offline"
@@ -137,21 +138,21 @@ class FetchClock:
     the bytes the UNICORE mirror fetched."""
 
     def __init__(self, driver: Driver) -> None:
-        from mantik.server.compute.drivers import unicore_files
+        from mantik.server.compute.offline import unicore_mirror
 
         self.fetch = driver.offline_files
         self.seconds = 0.0
         self.bytes = 0
         driver.offline_files = self  # type: ignore[method-assign]
-        mirror_run = unicore_files.OfflineMirror.run
+        mirror_run = unicore_mirror.OfflineMirror.run
 
-        def counted(mirror: unicore_files.OfflineMirror, *, final: bool) -> Path:
+        def counted(mirror: unicore_mirror.OfflineMirror, *, final: bool) -> Path:
             try:
                 return mirror_run(mirror, final=final)
             finally:
                 self.bytes += mirror.bytes
 
-        unicore_files.OfflineMirror.run = counted  # type: ignore[method-assign]
+        unicore_mirror.OfflineMirror.run = counted  # type: ignore[method-assign]
 
     def __call__(
         self, job: TrackedJob, credentials: SiteCredentials | None = None, *, final: bool = False
@@ -169,22 +170,23 @@ class SyncBench:
     def __init__(
         self, data_dir: Path, sites: Path, experiment: str, home: Path, unicore: UnicoreSite
     ) -> None:
-        from mantik.server.compute.offline_sync import OfflineSyncer
+        from mantik.server.compute.offline.syncer import OfflineSyncer
         from mantik.server.compute.service import ComputeService
-        from mantik.server.compute.sites import work_root
         from mantik.server.config import ServerSettings
         from mantik.server.platform import build
 
         settings = ServerSettings(data_dir=data_dir, sites_file=sites)
         parts = build(settings)
         self.service = ComputeService(settings, parts.db, parts.tokens, parts.identity)
-        self.syncer = OfflineSyncer(self.service)
+        self.syncer = OfflineSyncer(
+            parts.db, self.service.runs, self.service.sites, data_dir / "offline-sync"
+        )
         self.experiment = experiment
         self.home = home
         self.jobs = data_dir / "jobs" / SITE
         self.unicore = unicore
-        self.unicore_jobs = work_root(settings, self.service.sites[UNICORE_SITE])
-        self.fetch_clock = FetchClock(self.service.driver(UNICORE_SITE))
+        self.unicore_jobs = self.service.sites.work_root(self.service.sites[UNICORE_SITE])
+        self.fetch_clock = FetchClock(self.service.sites.driver(UNICORE_SITE))
 
     def _new_run(self) -> str:
         run = self.service.runs.create(self.experiment, run_name="sync", tags={}, params={})
@@ -195,7 +197,7 @@ class SyncBench:
         """``count`` points in the local store and snapshot of the job of ``run_id`` whose
         working directory is ``job_dir`` (laid out as the wrapper does); ``more``: into the
         store made before."""
-        from mantik.server.compute import node
+        from mantik.server.compute.offline import node
 
         offline = job_dir / ".mantik" / "offline"
         if not more:
@@ -252,7 +254,7 @@ class SyncBench:
 
     def run_unicore(self, count: int) -> dict[str, Any]:
         """D: the job folder is on the UNICORE site, read with the user's credentials."""
-        from mantik.server.compute.drivers import SiteCredentials
+        from mantik.server.compute.jobs import SiteCredentials
 
         run_id = self._new_run()
         job_id, remote = self.unicore.new_job()

@@ -3,13 +3,13 @@
 Hierarchy::
 
     MantikError
-    ├── ConfigurationError        bad or missing local settings (environment, files)
+    ├── ConfigurationError          bad or missing local settings (environment, files)
     │   └── MissingEnvironmentError
-    ├── AuthenticationError       the platform refused the credentials or token
-    │   └── PasswordChangeRequired
-    ├── PlatformError             the platform answered with an error (has .status_code)
-    ├── PlatformUnreachable       no answer from the platform (network, TLS)
-    └── RunTimeout                a run did not end within the time waited for it
+    ├── PlatformError               the platform answered with an error (has .status_code)
+    │   └── AuthenticationError     the platform refused the credentials or token
+    │       └── PasswordChangeRequired
+    ├── PlatformUnreachable         no answer from the platform (network, TLS)
+    └── RunTimeout                  a run did not end within the time waited for it
 
 Third-party errors (httpx) are translated in one place, ``mantik.client._http``.
 """

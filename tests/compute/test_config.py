@@ -21,12 +21,11 @@ from mantik.compute.config import (
     parse_backend_config,
     parse_memory,
     parse_runtime,
-    slurm_memory,
-    slurm_time,
     unicore_memory,
     unicore_runtime,
     validate_backend_config,
 )
+from mantik.server.compute.drivers.slurm.render import slurm_memory, slurm_time
 
 # The user guide's example, verbatim (section "Backend configuration").
 GUIDE_EXAMPLE = """\

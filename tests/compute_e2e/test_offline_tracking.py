@@ -21,7 +21,6 @@ import pytest
 from sqlalchemy import update
 
 import mantik
-from mantik.server.compute.offline_sync import OfflineSyncer
 from mantik.server.compute.service import ComputeService
 from mantik.server.models import ComputeJob, OfflineSync
 from tests.support.offline_job import TRAIN, central_points, count_pushed_points, wait_for
@@ -178,7 +177,7 @@ def test_offline_job_is_synced_live_through_a_restart_and_exactly_once(
         session.execute(update(OfflineSync).values(snapshot_mtime_ns=None, final_at=None))
         job = session.get(ComputeJob, run_id)
     assert job is not None
-    syncer = OfflineSyncer(service)
+    syncer = service.offline
     pushed = count_pushed_points(syncer.client)
     syncer.sync(job, final=True, wait=True, status="FINISHED")
     assert sum(pushed) == 0

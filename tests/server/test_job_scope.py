@@ -117,9 +117,9 @@ def test_a_symlinked_job_log_exposes_nothing(tmp_path: object) -> None:
     """A job owns its folder: `logs` must not follow a link to a platform file."""
     from pathlib import Path
 
-    from mantik.server.compute.drivers.base import TrackedJob
-    from mantik.server.compute.drivers.local import LocalDriver
-    from mantik.server.compute.sites import SiteConfig
+    from mantik.server.compute.drivers.local.driver import LocalDriver
+    from mantik.server.compute.jobs import TrackedJob
+    from mantik.server.compute.site_config import SiteConfig
 
     root = Path(str(tmp_path))
     secret = root / "jwt-signing-key.pem"

@@ -15,8 +15,8 @@ import pytest
 from pyunicore import client as unicore
 from pyunicore.credentials import UsernamePassword
 
-from mantik.server.compute.drivers.unicore_files import BLOCKS, OfflineMirror
-from mantik.server.compute.node.offline_snapshot import snapshot
+from mantik.server.compute.offline.node.offline_snapshot import snapshot
+from mantik.server.compute.offline.unicore_mirror import BLOCKS, OfflineMirror
 from tests.support.unicore_gateway import UnicoreGateway
 from tests.unicore.conftest import UNICORE_PASSWORD, UNICORE_USER
 

@@ -21,7 +21,7 @@ import pytest
 from sqlalchemy import update
 
 import mantik
-from mantik.server.compute.drivers import SiteCredentials
+from mantik.server.compute.jobs import SiteCredentials
 from mantik.server.models import ComputeJob, OfflineSync, utcnow
 from tests.support.offline_job import TRAIN, central_points, count_pushed_points, wait_for
 from tests.support.platform import PlatformProcess, free_port, start_platform

@@ -3,8 +3,8 @@
 The client loads it from JSON or YAML and validates it before uploading anything; it sends
 :meth:`BackendConfig.to_wire` and the platform validates that again with the same model.
 Units are parsed once: ``Resources.runtime`` is in seconds, ``Resources.memory`` in bytes;
-:func:`slurm_time`, :func:`slurm_memory`, :func:`unicore_runtime` and :func:`unicore_memory`
-render them for each batch system.
+:func:`unicore_runtime` and :func:`unicore_memory` render them as UNICORE wants them (also
+shown by ``mantik config``); the platform's SLURM driver renders its own.
 
 Client-side module: imports only pydantic, pyyaml and the standard library.
 """
@@ -147,28 +147,6 @@ def parse_memory(value: object) -> int:
 def _require_positive(value: int, what: str) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ValueError(f"{what} must be a positive integer, got {value!r}")
-
-
-def slurm_time(seconds: int) -> str:
-    """``--time`` for sbatch: ``"HH:MM:SS"`` or ``"D-HH:MM:SS"``, at least one minute.
-
-    >>> slurm_time(43200), slurm_time(90000), slurm_time(30)
-    ('12:00:00', '1-01:00:00', '00:01:00')
-    """
-    _require_positive(seconds, "seconds")
-    days, rest = divmod(max(seconds, _MINUTE), _DAY)
-    hours, rest = divmod(rest, _HOUR)
-    minutes, secs = divmod(rest, _MINUTE)
-    clock = f"{hours:02d}:{minutes:02d}:{secs:02d}"
-    return f"{days}-{clock}" if days else clock
-
-
-def slurm_memory(size: int) -> str:
-    """``--mem`` for sbatch: ``"12G"`` when whole GiB, else MiB rounded up (``"500M"``)."""
-    _require_positive(size, "size")
-    if size % GIB == 0:
-        return f"{size // GIB}G"
-    return f"{-(-size // MIB)}M"
 
 
 def unicore_runtime(seconds: int) -> str:

@@ -109,7 +109,7 @@ class ComputeJob(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
-# --- offline tracking (mantik.server.compute.offline_sync) --------------------------------
+# --- offline tracking (mantik.server.compute.offline.syncer) --------------------------------
 
 
 class OfflineSync(Base):

@@ -14,9 +14,9 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from mantik.server.api.deps import CurrentUser
-from mantik.server.compute.drivers import SiteCredentials
-from mantik.server.compute.errors import ComputeError
-from mantik.server.compute.offline_state import SyncStatus, statuses
+from mantik.server.compute.errors import InvalidSubmission
+from mantik.server.compute.jobs import SiteCredentials
+from mantik.server.compute.offline.marks import SyncStatus, statuses
 from mantik.server.compute.service import ComputeService, Submission
 from mantik.server.models import ComputeJob
 
@@ -95,9 +95,9 @@ def _json_object(raw: str, field: str) -> dict[str, Any]:
     try:
         value = json.loads(raw)
     except ValueError as exc:
-        raise ComputeError(400, f"{field} is not valid JSON: {exc}") from exc
+        raise InvalidSubmission(f"{field} is not valid JSON: {exc}") from exc
     if not isinstance(value, dict):
-        raise ComputeError(400, f"{field} must be a JSON object.")
+        raise InvalidSubmission(f"{field} must be a JSON object.")
     return value
 
 

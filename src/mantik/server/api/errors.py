@@ -1,4 +1,8 @@
-"""Error responses: a clear JSON message for every user mistake, never a traceback."""
+"""Error responses: a clear JSON message for every user mistake, never a traceback.
+
+The HTTP status of each :class:`~mantik.server.errors.ServerError` is chosen here, and only
+here; the services and drivers that raise them know nothing of HTTP.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +14,34 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from mantik.server.compute.errors import ComputeError
-from mantik.server.identity.errors import IdentityError
+from mantik.server.compute import errors as compute
+from mantik.server.errors import ServerError
+from mantik.server.identity import errors as identity
+
+# The most specific class listed decides (a subclass inherits its parent's status).
+STATUS: dict[type[ServerError], int] = {
+    ServerError: 400,
+    identity.IdentityError: 400,
+    identity.BadRequest: 400,
+    identity.InvalidCredentials: 401,
+    identity.InvalidRefreshToken: 401,
+    identity.NewPasswordRequired: 403,
+    identity.NotFound: 404,
+    identity.Conflict: 409,
+    identity.SignInThrottled: 429,
+    compute.ComputeError: 400,
+    compute.InvalidSubmission: 400,
+    compute.Forbidden: 403,
+    compute.ExperimentNotFound: 404,
+    compute.RunNotFound: 404,
+    compute.ImageTooLarge: 413,
+    compute.CacheFull: 507,
+    compute.SiteError: 502,
+    compute.SiteRefused: 400,
+    compute.CredentialsRefused: 401,
+    compute.SiteFailed: 502,
+    compute.SiteUnavailable: 503,
+}
 
 
 def _describe(error: dict[str, Any]) -> str:
@@ -19,17 +49,24 @@ def _describe(error: dict[str, Any]) -> str:
     return f"{where}: {error.get('msg', 'invalid')}" if where else str(error.get("msg"))
 
 
-def install_handlers(app: FastAPI) -> None:
-    @app.exception_handler(IdentityError)
-    async def _identity(_: Request, exc: IdentityError) -> JSONResponse:
-        body: dict[str, Any] = {"detail": exc.message}
-        if exc.code:
-            body["code"] = exc.code
-        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+def status_of(exc: ServerError) -> int:
+    """The HTTP status the user gets for ``exc``."""
+    for cls in type(exc).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]
+    return 400
 
-    @app.exception_handler(ComputeError)
-    async def _compute(_: Request, exc: ComputeError) -> JSONResponse:
-        return JSONResponse({"detail": exc.message}, status_code=exc.status_code)
+
+def install_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ServerError)
+    async def _server(_: Request, exc: ServerError) -> JSONResponse:
+        body: dict[str, Any] = {"detail": exc.message}
+        headers: dict[str, str] = {}
+        if isinstance(exc, identity.IdentityError):
+            if exc.code:
+                body["code"] = exc.code
+            headers = exc.headers
+        return JSONResponse(body, status_code=status_of(exc), headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:

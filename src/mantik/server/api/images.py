@@ -16,7 +16,7 @@ from pydantic import BaseModel
 from starlette.requests import ClientDisconnect
 
 from mantik.server.api.deps import CurrentUser
-from mantik.server.compute.errors import ComputeError
+from mantik.server.compute.errors import ImageTooLarge
 from mantik.server.compute.images import ImageCache, check_digest
 from mantik.server.compute.service import ComputeService
 
@@ -85,9 +85,8 @@ async def put_image(
         if declared.isdigit():
             cache.admit(int(declared), max_bytes)
         stored = await cache.receive(digest, chunks, max_bytes)
-    except ComputeError as exc:
-        if exc.status_code == 413:
-            await _drain(chunks)
+    except ImageTooLarge:
+        await _drain(chunks)
         raise
     except ClientDisconnect:
         return Response(status_code=400)  # nobody is left to read it; nothing was kept

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from mantik.server.api.deps import client_address
+from mantik.server.api.errors import status_of
 from mantik.server.identity import errors
 from mantik.server.identity.service import IdentityService
 from mantik.server.identity.tokens import InvalidToken
@@ -97,7 +98,7 @@ def login(
         return RedirectResponse(f"/new-password?{query}", status_code=303)
     except errors.IdentityError as exc:
         return _page(
-            "Sign in to mantik", _login_form(target, username, exc.message), exc.status_code
+            "Sign in to mantik", _login_form(target, username, exc.message), status_of(exc)
         )
     response = RedirectResponse(target, status_code=303)
     settings = request.app.state.settings
@@ -153,7 +154,7 @@ def new_password(
         )
     except errors.IdentityError as exc:
         form = _new_password_form(username, target, exc.message)
-        return _page("Set a new password", form, exc.status_code)
+        return _page("Set a new password", form, status_of(exc))
     # Sign in with the new password straight away.
     return login(request, username, new_password, target)
 

@@ -23,11 +23,9 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from mantik.server.compute.errors import ComputeError
+from mantik.server.compute.errors import CacheFull, ImageTooLarge, InvalidSubmission
 
 SUFFIX = ".sif"
-# Written into a job's .mantik folder: which cached image the job runs (see in_use).
-DIGEST_MARKER = "image-digest"
 _DIGEST = re.compile(r"[0-9a-f]{64}")
 _BLOCK = 4 * 1024 * 1024  # hashed and written per thread hand-off
 _STALE_SECONDS = 3600  # a temporary file nobody wrote to for this long is a dead upload
@@ -35,15 +33,14 @@ _STALE_SECONDS = 3600  # a temporary file nobody wrote to for this long is a dea
 
 def check_digest(value: str) -> str:
     if not _DIGEST.fullmatch(value):
-        raise ComputeError(
-            400, f"{value[:80]!r} is not a sha256 digest (64 lower-case hexadecimal digits)."
+        raise InvalidSubmission(
+            f"{value[:80]!r} is not a sha256 digest (64 lower-case hexadecimal digits)."
         )
     return value
 
 
-def too_large(limit: int, setting: str) -> ComputeError:
-    return ComputeError(
-        413,
+def too_large(limit: int, setting: str) -> ImageTooLarge:
+    return ImageTooLarge(
         f"The image is larger than this platform accepts ({limit} bytes, {setting}). Copy it "
         "to the site yourself and set RemoteImage to its path there, instead of "
         "SingularityImage.",
@@ -80,8 +77,7 @@ class _Upload:
                     self._file.seek(len(chunk), os.SEEK_CUR)
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise ComputeError(
-                    507,
+                raise CacheFull(
                     "The platform's image cache has no disk space left. Try again later, ask "
                     "the platform admin, or copy the image to the site and set RemoteImage.",
                 ) from exc
@@ -185,8 +181,7 @@ class ImageCache:
         actual = upload.finish()
         if actual != digest:
             upload.abort()
-            raise ComputeError(
-                400,
+            raise InvalidSubmission(
                 f"The uploaded image has sha256 {actual}, not {digest}: it was changed or "
                 "damaged on the way. Nothing was stored; send it again.",
             )

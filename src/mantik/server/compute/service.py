@@ -1,4 +1,5 @@
-"""Submitting runs: unpack, validate, create the MLflow run, mint the job token, hand over."""
+"""Submitting runs: unpack, validate, create the MLflow run, mint the job token, hand over;
+and after that, what users ask of a run (status, logs, cancel)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import math
 import shutil
 import time
 import uuid
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,24 +16,26 @@ from typing import Any
 
 from sqlalchemy import select
 
-from mantik._exceptions import ConfigurationError
-from mantik.compute.archive import UnsafeArchive, safe_extract
-from mantik.compute.config import BackendConfig, load_backend_config, validate_backend_config
-from mantik.compute.project import load_project
-from mantik.compute.states import JobState, Observation
-from mantik.server.compute.drivers import (
-    Driver,
-    DriverError,
-    SiteCredentials,
-    TrackedJob,
-    make_driver,
+from mantik.compute.config import BackendConfig
+from mantik.compute.states import JobState
+from mantik.server.compute.errors import (
+    ExperimentNotFound,
+    Forbidden,
+    InvalidSubmission,
+    RunNotFound,
+    SiteError,
 )
-from mantik.server.compute.errors import ComputeError
-from mantik.server.compute.images import DIGEST_MARKER, ImageCache, check_digest
-from mantik.server.compute.offline_sync import OfflineSyncer
+from mantik.server.compute.images import ImageCache
+from mantik.server.compute.job_folder import BACKEND_CONFIG, IMAGE_DIGEST, PROJECT
+from mantik.server.compute.job_images import Image, choose_image, images_in_use
+from mantik.server.compute.jobs import SiteCredentials, TrackedJob
+from mantik.server.compute.lifecycle import Lifecycle
+from mantik.server.compute.offline.syncer import OfflineSyncer
 from mantik.server.compute.runs import RunStore
-from mantik.server.compute.sites import SiteConfig, configured_sites, image_cache_dir, work_root
-from mantik.server.compute.spec import STAGED_IMAGE, JobSpec
+from mantik.server.compute.site_config import SiteConfig
+from mantik.server.compute.sites import Sites
+from mantik.server.compute.spec import JobSpec
+from mantik.server.compute.submission import Prepared, Submission, Submitted, prepare
 from mantik.server.config import ServerSettings
 from mantik.server.db import Database
 from mantik.server.identity.service import IdentityService
@@ -43,46 +45,21 @@ from mantik.server.tracking.permissions import can_access
 
 log = logging.getLogger("mantik.compute")
 DEFAULT_RUNTIME_SECONDS = 24 * 3600
-_MAX_RATIO = 1100
+
+__all__ = ["ComputeService", "Submission", "Submitted"]
 
 
 @dataclass(frozen=True)
-class Submission:
-    experiment_id: str
-    entry_point: str
-    parameters: Mapping[str, Any]
-    archive: Path
-    backend_config_path: str | None = None
-    backend_config: Mapping[str, Any] | None = None
-    run_name: str | None = None
-    project: str | None = None  # accounting project (MANTIK_UNICORE_PROJECT)
-    credentials: SiteCredentials | None = None  # used for this request only
-    image_digest: str | None = None  # sha256 of an image in the site's image cache
+class _Job:
+    """A submission on its way to the site: everything decided, nothing handed over yet."""
 
-
-@dataclass(frozen=True)
-class Submitted:
-    experiment_id: str
-    run_id: str
-    job_id: str
-    site: str
-
-
-@dataclass(frozen=True)
-class Image:
-    """The image a job runs: its path on the site, and where it comes from."""
-
-    path: str
-    in_project: bool = False  # relative to the uploaded project (mantik 0.1.x clients)
-    digest: str | None = None  # from the site's image cache
-    stage_from: Path | None = None  # platform file the driver copies to the site
-
-
-def _inside(root: Path, relative: str, what: str) -> Path:
-    path = (root / relative).resolve()
-    if not path.is_relative_to(root.resolve()):
-        raise ComputeError(400, f"{what} {relative!r} lies outside the MLproject directory.")
-    return path
+    username: str
+    submission: Submission
+    run: Any
+    site: SiteConfig
+    prepared: Prepared
+    workdir: Path
+    image: Image | None
 
 
 class ComputeService:
@@ -98,39 +75,30 @@ class ComputeService:
         self.tokens = tokens
         self.identity = identity
         self.runs = RunStore(settings)
-        self.sites = configured_sites(settings)
-        self._drivers: dict[str, Driver] = {}
-        self.offline = OfflineSyncer(self)
-        # Set by the poller: how a fresh observation is applied (status, tags, token; the
-        # final offline sync, with the credentials of the request that observed it).
-        self.on_observation: (
-            Callable[[ComputeJob, Observation, SiteCredentials | None], None] | None
-        ) = None
+        self.sites = Sites.configured(settings)
+        scratch = settings.data_dir / "offline-sync"
+        self.offline = OfflineSyncer(db, self.runs, self.sites, scratch)
+        self.lifecycle = Lifecycle(db, self.runs, identity, self.offline)
         self._refreshed: dict[str, float] = {}  # run id → when its offline files were fetched
-
-    def driver(self, site: str) -> Driver:
-        if site not in self._drivers:
-            self._drivers[site] = make_driver(self.sites[site])
-        return self._drivers[site]
 
     # --- access --------------------------------------------------------------------------
 
     def require(self, username: str, experiment_id: str, action: str) -> None:
         if not self.runs.experiment_exists(experiment_id):
-            raise ComputeError(404, f"Experiment {experiment_id} does not exist.")
+            raise ExperimentNotFound(f"Experiment {experiment_id} does not exist.")
         if not can_access(username, experiment_id, "update" if action == "update" else "read"):
             verb = "submit runs to" if action == "update" else "see"
-            raise ComputeError(403, f"You may not {verb} experiment {experiment_id}.")
+            raise Forbidden(f"You may not {verb} experiment {experiment_id}.")
 
     def job(self, username: str, run_id: str, action: str = "read") -> ComputeJob:
         with self.db.session() as session:
             job = session.get(ComputeJob, run_id)
         if job is None:
-            raise ComputeError(404, f"No submitted run {run_id}.")
+            raise RunNotFound(f"No submitted run {run_id}.")
         self.require(username, job.experiment_id, action)
         return job
 
-    # --- submission ----------------------------------------------------------------------
+    # --- sites and images ----------------------------------------------------------------
 
     def site_for(self, config: BackendConfig) -> SiteConfig:
         return self.site_of(config.compute_site, config.unicore_api_url)
@@ -141,50 +109,33 @@ class ComputeService:
             site = self.sites.get(compute_site)
             if site is None:
                 known = ", ".join(sorted(self.sites))
-                raise ComputeError(
-                    400, f"ComputeSite {compute_site!r} is not configured here: {known}."
+                raise InvalidSubmission(
+                    f"ComputeSite {compute_site!r} is not configured here: {known}."
                 )
             return site
         if unicore_api_url:
             # Exact match only: no request ever leaves for a URL the admin did not list.
             wanted = unicore_api_url.rstrip("/")
-            for site in self.sites.values():
-                if site.driver == "unicore" and site.url and site.url.rstrip("/") == wanted:
+            candidates = self.sites.named_by_url()
+            for site in candidates:
+                if site.url and site.url.rstrip("/") == wanted:
                     return site
-            allowed = [s.url for s in self.sites.values() if s.driver == "unicore"]
-            raise ComputeError(
-                400,
+            allowed = [s.url for s in candidates]
+            raise InvalidSubmission(
                 f"UnicoreApiUrl {unicore_api_url!r} is not a site this platform may use"
                 + (f"; allowed: {', '.join(u for u in allowed if u)}" if allowed else "")
-                + ". Ask the platform admin, or set ComputeSite.",
+                + ". Ask the platform admin, or set ComputeSite."
             )
         return self.sites["local"]
 
-    # --- images --------------------------------------------------------------------------
-
     def image_cache(self, site: SiteConfig) -> ImageCache:
         return ImageCache(
-            image_cache_dir(self.settings, site),
+            self.sites.image_cache_dir(site),
             self.settings.image_cache_bytes,
-            lambda: self.images_in_use(site.name),
+            lambda: images_in_use(self.db, site.name),
         )
 
-    def images_in_use(self, site: str) -> set[str]:
-        """Digests of the cached images that unfinished jobs of ``site`` run."""
-        waiting = [state.value for state in JobState if not state.terminal]
-        with self.db.session() as session:
-            folders = session.scalars(
-                select(ComputeJob.workdir).where(
-                    ComputeJob.site == site, ComputeJob.state.in_(waiting)
-                )
-            ).all()
-        digests = set()
-        for folder in folders:
-            try:
-                digests.add((Path(folder) / ".mantik" / DIGEST_MARKER).read_text().strip())
-            except OSError:
-                continue
-        return digests
+    # --- submission ----------------------------------------------------------------------
 
     def submit(self, username: str, submission: Submission) -> Submitted:
         self.require(username, submission.experiment_id, "update")
@@ -194,44 +145,17 @@ class ComputeService:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 
-    def _prepare(
-        self, submission: Submission, staging: Path
-    ) -> tuple[BackendConfig, str, str, Path]:
-        """Unpack and validate everything; returns config, command, entry point, project dir."""
-        project_dir = staging / "project"
-        try:
-            # Deflate cannot exceed ≈ 1032:1, and the unpacked size is capped while writing:
-            # a zero-filled data file (1000:1) is legitimate, a bomb still hits the cap.
-            safe_extract(
-                submission.archive,
-                project_dir,
-                max_bytes=self.settings.max_unpacked_bytes,
-                max_ratio=_MAX_RATIO,
-            )
-        except UnsafeArchive as exc:
-            raise ComputeError(400, f"The uploaded project was refused: {exc}") from exc
-        try:
-            if submission.backend_config is not None:
-                config = validate_backend_config(
-                    dict(submission.backend_config), source="the backend config"
-                )
-            elif submission.backend_config_path:
-                path = _inside(project_dir, submission.backend_config_path, "backend config")
-                config = load_backend_config(path)
-            else:
-                raise ComputeError(400, "No backend configuration was sent.")
-            project = load_project(project_dir)
-            entry = project.entry_point(submission.entry_point)
-            command = entry.render(submission.parameters)
-        except ConfigurationError as exc:
-            raise ComputeError(400, str(exc)) from exc
-        return config, command, entry.name, project_dir
-
     def _submit(self, username: str, submission: Submission, staging: Path) -> Submitted:
-        config, command, entry_point, project_dir = self._prepare(submission, staging)
-        site = self.site_for(config)
-        driver = self.driver(site.name)
-        image = self._image(config, project_dir, site, submission.image_digest)
+        prepared = prepare(submission, staging, self.settings.max_unpacked_bytes)
+        site = self.site_for(prepared.config)
+        self.sites.driver(site.name)  # an unusable driver fails before the run exists
+        image = choose_image(
+            prepared.config,
+            prepared.project_dir,
+            site,
+            submission.image_digest,
+            self.image_cache(site),
+        )
         parameters = {k: str(v) for k, v in submission.parameters.items()}
         run = self.runs.create(
             submission.experiment_id,
@@ -239,131 +163,60 @@ class ComputeService:
             tags={
                 "mlflow.user": username,
                 "mlflow.source.type": "PROJECT",
-                "mlflow.project.entryPoint": entry_point,
+                "mlflow.project.entryPoint": prepared.entry_point,
                 "mlflow.project.backend": "mantik",
                 "mantik.site": site.name,
-                "mantik.entry_point": entry_point,
+                "mantik.entry_point": prepared.entry_point,
             },
             params=parameters,
         )
         run_id = run.info.run_id
-        workdir = work_root(self.settings, site) / run_id
+        workdir = self.sites.work_root(site) / run_id
         try:
-            return self._hand_over(
-                username,
-                submission,
-                run,
-                site,
-                driver,
-                config,
-                command,
-                entry_point,
-                project_dir,
-                workdir,
-                image,
-            )
+            return self._hand_over(_Job(username, submission, run, site, prepared, workdir, image))
         except BaseException:
             self.runs.discard(run_id)
             shutil.rmtree(workdir, ignore_errors=True)
             raise
 
-    def _image(
-        self, config: BackendConfig, project_dir: Path, site: SiteConfig, digest: str | None
-    ) -> Image | None:
-        if digest is not None:
-            return self._cached_image(config, site, digest)
-        if config.remote_image:
-            # Local and SLURM sites see the platform's filesystem; a UNICORE site's is unseen.
-            if site.driver != "unicore" and not Path(config.remote_image).is_file():
-                raise ComputeError(
-                    400,
-                    f"RemoteImage {config.remote_image!r} does not exist on site {site.name!r}. "
-                    "Copy the image there first, or set SingularityImage to a local image "
-                    "file to have it uploaded.",
-                )
-            return Image(config.remote_image)
-        if config.singularity_image:
-            local = _inside(project_dir, config.singularity_image, "SingularityImage")
-            if not local.is_file():
-                raise ComputeError(
-                    400,
-                    f"SingularityImage {config.singularity_image!r} was not uploaded with the "
-                    "project. Put it in the project folder, or set RemoteImage to a path on "
-                    "the site.",
-                )
-            return Image(str(local.relative_to(project_dir)), in_project=True)
-        return None
-
-    def _cached_image(self, config: BackendConfig, site: SiteConfig, digest: str) -> Image:
-        check_digest(digest)
-        if config.remote_image:
-            raise ComputeError(
-                400, "image_digest and RemoteImage exclude each other: send only one of them."
-            )
-        path = self.image_cache(site).use(digest)
-        if path is None:
-            raise ComputeError(
-                400,
-                f"The platform holds no image with sha256 {digest} for site {site.name!r}: "
-                f"upload it first (PUT /compute-backend/images/{digest}?site={site.name}); "
-                "mantik's client does this by itself.",
-            )
-        if site.driver == "unicore":  # the site cannot see the cache: the driver copies it
-            return Image(f"../{STAGED_IMAGE}", digest=digest, stage_from=path)
-        return Image(str(path), digest=digest)
-
-    def _hand_over(
-        self,
-        username: str,
-        submission: Submission,
-        run: Any,
-        site: SiteConfig,
-        driver: Driver,
-        config: BackendConfig,
-        command: str,
-        entry_point: str,
-        project_dir: Path,
-        workdir: Path,
-        image: Image | None,
-    ) -> Submitted:
-        run_id = run.info.run_id
-        workdir.mkdir(mode=0o700, parents=True)
-        shutil.move(str(project_dir), workdir / "project")
+    def _hand_over(self, job: _Job) -> Submitted:
+        run_id = job.run.info.run_id
+        config, site, image, submission = job.prepared.config, job.site, job.image, job.submission
+        driver = self.sites.driver(site.name)
+        job.workdir.mkdir(mode=0o700, parents=True)
+        shutil.move(str(job.prepared.project_dir), job.workdir / PROJECT)
         runtime = config.resources.runtime or DEFAULT_RUNTIME_SECONDS
         ttl = runtime + self.settings.job_queue_allowance_hours * 3600
         token, expires = self.tokens.issue(
-            username, "job", ttl, run_id=run_id, experiment_id=submission.experiment_id
+            job.username, "job", ttl, run_id=run_id, experiment_id=submission.experiment_id
         )
         tracking_uri = site.tracking_uri or self.settings.job_tracking_uri or self.settings.base_url
-        remote = site.driver == "unicore"
+        shared = site.capabilities.shares_filesystem
         image_path = image.path if image else None
-        if image and image.in_project and not remote:
-            image_path = str(workdir / "project" / image.path)
+        if image and image.in_project and shared:
+            image_path = str(job.workdir / PROJECT / image.path)
         spec = JobSpec(
             run_id=run_id,
             experiment_id=submission.experiment_id,
             name=f"mantik-{run_id[:12]}",
-            command=command,
-            workdir=workdir,
+            command=job.prepared.command,
+            workdir=job.workdir,
             tracking_uri=tracking_uri,
-            artifact_url=RunStore.proxied_artifact_url(run, tracking_uri),
+            artifact_url=RunStore.proxied_artifact_url(job.run, tracking_uri),
             config=config,
             image=image_path,
             image_file=image.stage_from if image else None,
             project=submission.project,
-            site_chooses_workdir=remote,
+            site_chooses_workdir=not shared,
             snapshot_seconds=self.settings.offline_snapshot_seconds,
         )
         driver.write_job(spec, token)
         if image and image.digest:  # keeps the cached image from eviction while the job lives
-            (spec.mantik_dir / DIGEST_MARKER).write_text(image.digest)
-        (spec.mantik_dir / "backend-config.json").write_text(json.dumps(config.to_wire(), indent=2))
-        self.runs.log_artifact(run_id, spec.mantik_dir / "backend-config.json", "mantik")
+            (spec.mantik_dir / IMAGE_DIGEST).write_text(image.digest)
+        (spec.mantik_dir / BACKEND_CONFIG).write_text(json.dumps(config.to_wire(), indent=2))
+        self.runs.log_artifact(run_id, spec.mantik_dir / BACKEND_CONFIG, "mantik")
         self.runs.log_artifact(run_id, spec.script_path, "mantik")
-        try:
-            job_id = driver.submit(spec, submission.credentials)
-        except DriverError as exc:
-            raise ComputeError(exc.status, str(exc)) from exc
+        job_id = driver.submit(spec, submission.credentials)
         self.runs.set_tags(run_id, {"mantik.job_id": job_id})
         claims = self.tokens.verify(token)
         with self.db.session() as session:
@@ -371,12 +224,12 @@ class ComputeService:
                 ComputeJob(
                     run_id=run_id,
                     experiment_id=submission.experiment_id,
-                    username=username,
+                    username=job.username,
                     site=site.name,
                     job_id=job_id,
                     state=JobState.SUBMITTED,
-                    entry_point=entry_point,
-                    workdir=str(workdir),
+                    entry_point=job.prepared.entry_point,
+                    workdir=str(job.workdir),
                     token_id=claims.token_id,
                     token_expires_at=datetime.fromtimestamp(expires, UTC),
                 )
@@ -392,15 +245,15 @@ class ComputeService:
         job = self.job(username, run_id)
         if credentials is not None and job.job_id and self._observable(job):
             try:
-                seen = self.driver(job.site).observe(
+                seen = self.sites.driver(job.site).observe(
                     TrackedJob(job.job_id, Path(job.workdir)), credentials
                 )
-            except DriverError as exc:
+            except SiteError:
                 if JobState(job.state).terminal:  # LOST, and the site forgot the job too
                     return job
-                raise ComputeError(exc.status, str(exc)) from exc
-            if seen is not None and self.on_observation is not None:
-                self.on_observation(job, seen, credentials)
+                raise
+            if seen is not None:
+                self.lifecycle.apply(job, seen, credentials)
                 job = self.job(username, run_id)
         return job
 
@@ -411,7 +264,7 @@ class ComputeService:
             return False
         state = JobState(job.state)
         return not state.terminal or (
-            state is JobState.LOST and self.driver(job.site).needs_credentials
+            state is JobState.LOST and self.sites[job.site].capabilities.needs_credentials
         )
 
     def refresh_offline(self, run_id: str, credentials: SiteCredentials) -> None:
@@ -421,7 +274,7 @@ class ComputeService:
             job = session.get(ComputeJob, run_id)
         if job is None or not job.job_id or JobState(job.state).terminal:
             return
-        if job.site not in self.sites or not self.driver(job.site).needs_credentials:
+        if job.site not in self.sites or not self.sites[job.site].capabilities.needs_credentials:
             return  # the poller reads this site's folders by itself
         now = time.monotonic()
         if now - self._refreshed.get(run_id, -math.inf) < self.settings.offline_snapshot_seconds:
@@ -437,10 +290,8 @@ class ComputeService:
     ) -> ComputeJob:
         job = self.job(username, run_id, "update")
         if not JobState(job.state).terminal and job.job_id:
-            try:
-                self.driver(job.site).cancel(TrackedJob(job.job_id, Path(job.workdir)), credentials)
-            except DriverError as exc:
-                raise ComputeError(exc.status, str(exc)) from exc
+            tracked = TrackedJob(job.job_id, Path(job.workdir))
+            self.sites.driver(job.site).cancel(tracked, credentials)
         return job
 
     def logs(self, username: str, run_id: str, credentials: SiteCredentials | None = None) -> str:
@@ -448,10 +299,7 @@ class ComputeService:
         if not job.job_id:
             return ""
         tracked = TrackedJob(job.job_id, Path(job.workdir))
-        try:
-            return self.driver(job.site).read_log(tracked, credentials)
-        except DriverError as exc:
-            raise ComputeError(exc.status, str(exc)) from exc
+        return self.sites.driver(job.site).read_log(tracked, credentials)
 
     def list_jobs(
         self, username: str, experiment_id: str | None = None, state: str | None = None

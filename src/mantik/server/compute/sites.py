@@ -1,68 +1,69 @@
-"""Compute sites the platform admin allows: ``local`` always, ``slurm`` when sbatch is here,
-and whatever the sites file (``MANTIK_SITES_FILE``, YAML) declares."""
+"""The compute sites the platform admin allows: ``local`` always, ``slurm`` when sbatch is
+here, and whatever the sites file (``MANTIK_SITES_FILE``) declares; each with its driver."""
 
 from __future__ import annotations
 
+import importlib
 import shutil
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
 
+from mantik.server.compute.drivers.base import Driver
+from mantik.server.compute.drivers.catalog import DRIVERS
+from mantik.server.compute.site_config import SiteConfig, SitesFile
 from mantik.server.config import ServerSettings
 
 
-class SiteConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class Sites(Mapping[str, SiteConfig]):
+    """The configured sites by name, and one driver per site (made when first used)."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-    driver: Literal["local", "slurm", "unicore"]
-    # Where job folders live; for SLURM a filesystem the platform and the nodes share.
-    work_root: Path | None = None
-    # Where the site's Apptainer images are cached (one file per sha256); for SLURM a
-    # filesystem the nodes see. Default: next to the job folders.
-    image_cache: Path | None = None
-    # The URL compute nodes use to reach the platform (default: the platform's base URL).
-    tracking_uri: str | None = None
-    # SLURM: default partition, extra sbatch arguments fixed by the admin.
-    partition: str | None = None
-    sbatch_args: list[str] = []
-    # UNICORE: the REST base URL users name with UnicoreApiUrl.
-    url: str | None = None
-    ca_bundle: Path | None = None
-    verify_tls: bool = True
-    # UNICORE: a storage (e.g. SCRATCH) where each user's images are kept, one copy per
-    # digest in mantik-images/, and linked into jobs. Unset: every job gets its own copy.
-    image_storage: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    def __init__(self, settings: ServerSettings, sites: Mapping[str, SiteConfig]) -> None:
+        self.settings = settings
+        self._sites = dict(sites)
+        self._drivers: dict[str, Driver] = {}
 
+    @classmethod
+    def configured(cls, settings: ServerSettings) -> Sites:
+        sites = {"local": SiteConfig(name="local", driver="local")}
+        if shutil.which("sbatch") is not None:
+            sites["slurm"] = SiteConfig(name="slurm", driver="slurm")
+        if settings.sites_file is not None:
+            data = yaml.safe_load(settings.sites_file.read_text()) or {}
+            for site in SitesFile.model_validate(data).sites:
+                sites[site.name] = site
+        return cls(settings, sites)
 
-class SitesFile(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    def __getitem__(self, name: str) -> SiteConfig:
+        return self._sites[name]
 
-    sites: list[SiteConfig] = []
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._sites)
 
+    def __len__(self) -> int:
+        return len(self._sites)
 
-def configured_sites(settings: ServerSettings) -> dict[str, SiteConfig]:
-    sites = {"local": SiteConfig(name="local", driver="local")}
-    if shutil.which("sbatch") is not None:
-        sites["slurm"] = SiteConfig(name="slurm", driver="slurm")
-    if settings.sites_file is not None:
-        data = yaml.safe_load(settings.sites_file.read_text()) or {}
-        for site in SitesFile.model_validate(data).sites:
-            sites[site.name] = site
-    return sites
+    def driver(self, name: str) -> Driver:
+        if name not in self._drivers:
+            site = self._sites[name]
+            kind = DRIVERS[site.driver]
+            cls: type[Driver] = getattr(importlib.import_module(kind.module), kind.cls)
+            self._drivers[name] = cls(site)
+        return self._drivers[name]
 
+    def named_by_url(self) -> list[SiteConfig]:
+        """The sites users may name by their API URL (UnicoreApiUrl)."""
+        return [site for site in self._sites.values() if site.capabilities.named_by_url]
 
-def work_root(settings: ServerSettings, site: SiteConfig) -> Path:
-    return site.work_root or (settings.data_dir / "jobs" / site.name)
+    def work_root(self, site: SiteConfig) -> Path:
+        return site.work_root or (self.settings.data_dir / "jobs" / site.name)
 
-
-def image_cache_dir(settings: ServerSettings, site: SiteConfig) -> Path:
-    """The site's image cache. UNICORE sites cache on the platform (images go to the site
-    with each job); local and SLURM sites run the cached file in place."""
-    if site.image_cache is not None:
-        return site.image_cache
-    if site.work_root is not None and site.driver != "unicore":
-        return site.work_root / ".images"  # run ids are hex: no job folder is called that
-    return settings.data_dir / "images" / site.name
+    def image_cache_dir(self, site: SiteConfig) -> Path:
+        """The site's image cache. Sites that cannot see it get images with each job (the
+        cache lies on the platform); the others run the cached file in place."""
+        if site.image_cache is not None:
+            return site.image_cache
+        if site.work_root is not None and not site.capabilities.stages_images:
+            return site.work_root / ".images"  # run ids are hex: no job folder is called that
+        return self.settings.data_dir / "images" / site.name

@@ -6,10 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mantik.compute.config import BackendConfig
-
-# The name under which a driver that copies the image to the site (UNICORE) stores it in
-# the job folder, next to project/.
-STAGED_IMAGE = "mantik-image.sif"
+from mantik.server.compute.job_folder import JobFolder
 
 
 @dataclass(frozen=True)
@@ -33,17 +30,21 @@ class JobSpec:
     snapshot_seconds: float = 10.0
 
     @property
+    def folder(self) -> JobFolder:
+        return JobFolder(self.workdir)
+
+    @property
     def mantik_dir(self) -> Path:
-        return self.workdir / ".mantik"
+        return self.folder.mantik
 
     @property
     def project_dir(self) -> Path:
-        return self.workdir / "project"
+        return self.folder.project
 
     @property
     def script_path(self) -> Path:
-        return self.mantik_dir / "job.sh"
+        return self.folder.script
 
     @property
     def log_path(self) -> Path:
-        return self.mantik_dir / "job.log"
+        return self.folder.log

@@ -1,42 +1,42 @@
-"""Identity errors: each carries the HTTP status and the message the user sees."""
+"""Identity errors (drawn in :mod:`mantik.server.errors`); the message is what the user sees,
+``code`` a machine-readable hint, ``headers`` go with the answer (e.g. Retry-After)."""
 
 from __future__ import annotations
 
+from mantik.server.errors import ServerError
 
-class IdentityError(Exception):
-    status_code = 400
+
+class IdentityError(ServerError):
     code: str | None = None
 
     def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
-        self.message = message
         self.headers = headers or {}
 
 
 class InvalidCredentials(IdentityError):
-    status_code = 401
+    pass
 
 
 class InvalidRefreshToken(IdentityError):
-    status_code = 401
+    pass
 
 
 class NewPasswordRequired(IdentityError):
-    status_code = 403
     code = "NEW_PASSWORD_REQUIRED"
 
 
 class SignInThrottled(IdentityError):
-    status_code = 429
+    pass
 
 
 class BadRequest(IdentityError):
-    status_code = 400
+    pass
 
 
 class Conflict(IdentityError):
-    status_code = 409
+    pass
 
 
 class NotFound(IdentityError):
-    status_code = 404
+    pass

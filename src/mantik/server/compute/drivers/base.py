@@ -1,5 +1,6 @@
 """The driver interface. The base class writes the job folder; a driver fills in how the
-scheduler is asked to run, watch and stop it."""
+scheduler is asked to run, watch and stop it. Drivers raise the ``SiteError`` kinds of
+:mod:`mantik.server.compute.errors`, with messages for the user."""
 
 from __future__ import annotations
 
@@ -7,37 +8,16 @@ import os
 import sys
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from mantik.compute.states import JobState, Observation
-from mantik.server.compute.offline_files import read_job_text
-from mantik.server.compute.sites import SiteConfig
+from mantik.server.compute.drivers.wrapper import render_wrapper
+from mantik.server.compute.job_folder import JobFolder
+from mantik.server.compute.jobs import SiteCredentials, TrackedJob
+from mantik.server.compute.offline.files import read_job_text
+from mantik.server.compute.site_config import SiteConfig
 from mantik.server.compute.spec import JobSpec
-from mantik.server.compute.wrapper import TOKEN_FILE, render_wrapper
 from mantik.server.identity.keys import write_secret_file
-
-
-class DriverError(Exception):
-    """The site refused or failed; the message is for the user.
-
-    ``status``: the HTTP status the user gets (400 for a request the site cannot run, 401
-    for credentials it refused, 502 when the site itself failed).
-    """
-
-    def __init__(self, message: str, *, user_error: bool = False, status: int | None = None):
-        super().__init__(message)
-        self.status = status or (400 if user_error else 502)
-        self.user_error = self.status < 500
-
-
-@dataclass(frozen=True)
-class SiteCredentials:
-    """A user's credentials for a site, held for one request only (never stored)."""
-
-    username: str
-    password: str = field(repr=False)
-
 
 # The only variables a job inherits from the platform process: its environment holds
 # secrets (database URIs, the Flask key) that must never reach a job.
@@ -53,18 +33,14 @@ def job_environment() -> dict[str, str]:
     return env
 
 
-@dataclass(frozen=True)
-class TrackedJob:
-    job_id: str
-    workdir: Path
-
-
 class Driver(ABC):
-    # The platform sees this site's job folders only with the user's credentials (UNICORE).
-    needs_credentials = False
-
     def __init__(self, site: SiteConfig) -> None:
         self.site = site
+
+    @property
+    def needs_credentials(self) -> bool:
+        """The platform sees this site's job folders only with the user's credentials."""
+        return self.site.capabilities.needs_credentials
 
     def header(self, spec: JobSpec) -> list[str]:
         """Lines after the shebang (scheduler directives or comments)."""
@@ -78,7 +54,7 @@ class Driver(ABC):
         """Write the wrapper (0700) and the token (0600) into the job folder; return the script."""
         script = render_wrapper(spec, self.header(spec), self.prologue(spec))
         spec.mantik_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        write_secret_file(spec.mantik_dir / TOKEN_FILE, job_token.encode())
+        write_secret_file(spec.folder.token, job_token.encode())
         spec.script_path.write_text(script)
         os.chmod(spec.script_path, 0o700)
         return script
@@ -102,22 +78,19 @@ class Driver(ABC):
 
     def read_log(self, job: TrackedJob, credentials: SiteCredentials | None = None) -> str:
         # The job owns its folder: a symlinked log must not expose platform files.
-        return read_job_text(job.workdir / ".mantik" / "job.log", job.workdir)
+        return read_job_text(JobFolder(job.workdir).log, job.workdir)
 
     def offline_files(
         self, job: TrackedJob, credentials: SiteCredentials | None = None, *, final: bool = False
     ) -> Path | None:
         """The job's ``.mantik`` folder as the platform reads it for offline tracking (here: a
         filesystem shared with the nodes); None where it cannot be read (now)."""
-        return job.workdir / ".mantik"
+        return JobFolder(job.workdir).mantik
 
     @staticmethod
     def exit_code(workdir: Path) -> int | None:
         """The exit code the wrapper recorded, if it got that far."""
-        try:
-            return int((workdir / ".mantik" / "exit-code").read_text().strip())
-        except (FileNotFoundError, ValueError):
-            return None
+        return JobFolder(workdir).exit_code()
 
     @classmethod
     def finished(cls, workdir: Path) -> Observation:

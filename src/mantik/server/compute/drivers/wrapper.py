@@ -10,10 +10,10 @@ from __future__ import annotations
 import shlex
 from collections.abc import Sequence
 
-from mantik.server.compute import wrapper_offline as offline
+from mantik.server.compute.job_folder import EXIT_CODE, LOG, MANTIK, PROJECT, TOKEN
+from mantik.server.compute.offline import wrapper as offline
 from mantik.server.compute.spec import JobSpec
 
-TOKEN_FILE = "job-token"  # noqa: S105 (a file name)
 # Variables the job must not inherit from the submitting environment.
 _UNSET = (
     "MLFLOW_TRACKING_USERNAME",
@@ -45,7 +45,7 @@ _mantik_upload_log() {
 _mantik_finish() {  # EXIT_CODE STATUS
   trap '' TERM INT
   [ "$MANTIK_TRACKING" != offline ] || _mantik_offline_end
-  echo "$1" > "$MANTIK_DIR/exit-code"
+  echo "$1" > "$MANTIK_DIR/@EXIT_CODE@"
   _mantik_api POST /api/2.0/mlflow/runs/set-tag \
     "{\"run_id\": \"$MLFLOW_RUN_ID\", \"key\": \"mantik.exit_code\", \"value\": \"$1\"}"
   _mantik_upload_log
@@ -62,7 +62,7 @@ _mantik_on_term() {  # scancel, time limit, abort: stop the program, record KILL
   fi
   _mantik_finish 143 KILLED
 }
-"""
+""".replace("@EXIT_CODE@", EXIT_CODE)
 
 
 def _export(name: str, value: str) -> str:
@@ -93,17 +93,15 @@ def render_wrapper(spec: JobSpec, header: Sequence[str] = (), prologue: Sequence
         "set -u",
         *prologue,
         # Sites that choose the job folder themselves (UNICORE) start the script inside it.
-        'export MANTIK_DIR="$PWD/.mantik"'
+        f'export MANTIK_DIR="$PWD/{MANTIK}"'
         if spec.site_chooses_workdir
         else _export("MANTIK_DIR", str(spec.mantik_dir)),
-        'MANTIK_LOG="$MANTIK_DIR/job.log"',
-        _export(
-            "MANTIK_LOG_URL", f"{spec.artifact_url}/mantik/job.log" if spec.artifact_url else ""
-        ),
+        f'MANTIK_LOG="$MANTIK_DIR/{LOG}"',
+        _export("MANTIK_LOG_URL", f"{spec.artifact_url}/mantik/{LOG}" if spec.artifact_url else ""),
         _export("MLFLOW_TRACKING_URI", spec.tracking_uri),
         _export("MLFLOW_RUN_ID", spec.run_id),
         _export("MLFLOW_EXPERIMENT_ID", spec.experiment_id),
-        f'MLFLOW_TRACKING_TOKEN="$(<"$MANTIK_DIR/{TOKEN_FILE}")"',
+        f'MLFLOW_TRACKING_TOKEN="$(<"$MANTIK_DIR/{TOKEN}")"',
         "export MLFLOW_TRACKING_TOKEN",
         "unset " + " ".join(_UNSET),
     ]
@@ -121,7 +119,7 @@ def render_wrapper(spec: JobSpec, header: Sequence[str] = (), prologue: Sequence
     lines += offline.functions(spec)
     lines += [
         "trap _mantik_on_term TERM INT",
-        'cd "$MANTIK_DIR/../project" || _mantik_finish 97 FAILED',
+        f'cd "$MANTIK_DIR/../{PROJECT}" || _mantik_finish 97 FAILED',
         "_mantik_status RUNNING",
         *offline.start_lines(spec),
         "{",

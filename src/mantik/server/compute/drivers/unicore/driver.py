@@ -1,4 +1,4 @@
-"""The ``unicore`` site: UNICORE/X REST through pyunicore (the official client).
+"""The UNICORE driver: UNICORE/X REST through pyunicore (the official client).
 
 The user's UNICORE credentials arrive with each request and live only as long as it does.
 Without them the platform cannot ask UNICORE about a job, so the job wrapper reports its
@@ -10,32 +10,37 @@ reports is marked LOST once its token (Runtime + queue allowance) has expired.
 
 from __future__ import annotations
 
-import re
 import ssl
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import httpx
 from pyunicore import client as unicore
 from pyunicore.credentials import UsernamePassword
 
 from mantik.compute.archive import write_project_zip
-from mantik.compute.config import unicore_memory, unicore_runtime
 from mantik.compute.states import JobState, Observation
-from mantik.server.compute.drivers.base import (
-    Driver,
-    DriverError,
-    SiteCredentials,
-    TrackedJob,
+from mantik.server.compute.drivers.base import Driver
+from mantik.server.compute.drivers.unicore.render import (
+    ARCHIVE,
+    PROLOGUE,
+    SCRIPT,
+    STDOUT,
+    job_description,
 )
-from mantik.server.compute.drivers.unicore_files import MANTIK, MirrorError, OfflineMirror
-from mantik.server.compute.spec import STAGED_IMAGE, JobSpec
-from mantik.server.compute.wrapper import TOKEN_FILE
+from mantik.server.compute.errors import (
+    CredentialsRefused,
+    SiteError,
+    SiteFailed,
+    SiteRefused,
+    SiteUnavailable,
+)
+from mantik.server.compute.job_folder import LOG, MANTIK, STAGED_IMAGE, TOKEN
+from mantik.server.compute.jobs import SiteCredentials, TrackedJob
+from mantik.server.compute.offline.unicore_mirror import MirrorError, OfflineMirror
+from mantik.server.compute.spec import JobSpec
 
-SCRIPT = "mantik-job.sh"
-ARCHIVE = "project.zip"
 IMAGE_FOLDER = "mantik-images"  # on the site's image_storage
 _STATES = {
     "READY": JobState.PENDING,
@@ -46,78 +51,24 @@ _STATES = {
     "SUCCESSFUL": JobState.COMPLETED,
     "FAILED": JobState.FAILED,
 }
-# Unpack the uploads into the layout the wrapper expects (.mantik/ and project/).
-PROLOGUE = (
-    f"mkdir -p .mantik project && mv -f {TOKEN_FILE} .mantik/ && chmod 600 .mantik/{TOKEN_FILE}",
-    f"(cd project && (python3 -m zipfile -e ../{ARCHIVE} . 2>/dev/null || unzip -qo ../{ARCHIVE}))"
-    f" && rm -f {ARCHIVE}",
-)
 
 
-def job_name(spec: JobSpec) -> str:
-    # UNICORE replaces names with other characters than letters and digits ("UNICORE_job").
-    return "mantik" + re.sub(r"[^A-Za-z0-9]", "", spec.run_id)[:12]
-
-
-def job_description(spec: JobSpec) -> dict[str, Any]:
-    """The UNICORE job description for ``spec`` (golden-tested)."""
-    r = spec.config.resources
-    resources: dict[str, str] = {}
-    if r.runtime is not None:
-        resources["Runtime"] = unicore_runtime(r.runtime)
-    if r.queue:
-        resources["Queue"] = r.queue
-    if r.nodes is not None:
-        resources["Nodes"] = str(r.nodes)
-    if r.cpus is not None:
-        resources["TotalCPUs"] = str(r.cpus)  # "CPUs" is not a UNICORE built-in
-    if r.cpus_per_node is not None:
-        resources["CPUsPerNode"] = str(r.cpus_per_node)
-    if r.gpus_per_node is not None:
-        resources["GPUsPerNode"] = str(r.gpus_per_node)
-    if r.memory is not None:
-        resources["Memory"] = unicore_memory(r.memory)  # "12GiB" would fail the job
-    if r.reservation:
-        resources["Reservation"] = r.reservation
-    if r.node_constraints:
-        resources["NodeConstraints"] = r.node_constraints
-    if r.qos:
-        resources["QoS"] = r.qos
-    description: dict[str, Any] = {
-        "Name": job_name(spec),
-        "Executable": "/bin/bash",
-        "Arguments": [SCRIPT],
-        "Environment": dict(spec.config.environment),
-        "Stdout": "stdout",
-        "Stderr": "stderr",
-        "Tags": ["mantik", spec.run_id],
-    }
-    if resources:
-        description["Resources"] = resources
-    if spec.project:
-        description["Project"] = spec.project
-    return description
-
-
-def _translate(exc: Exception, site: str) -> DriverError:
+def _translate(exc: Exception, site: str) -> SiteError:
     """pyunicore raises bare httpx errors whose text starts with the status code."""
     text = str(exc)
     if text.startswith(("401", "403")):
-        return DriverError(
+        return CredentialsRefused(
             f"UNICORE at site {site!r} refused the credentials (check MANTIK_UNICORE_USERNAME "
-            "and MANTIK_UNICORE_PASSWORD).",
-            status=401,
+            "and MANTIK_UNICORE_PASSWORD)."
         )
     if text.startswith("503"):
-        return DriverError(f"UNICORE at site {site!r} does not accept jobs right now.", status=503)
+        return SiteUnavailable(f"UNICORE at site {site!r} does not accept jobs right now.")
     if isinstance(exc, httpx.TransportError):
-        return DriverError(f"UNICORE at site {site!r} cannot be reached: {exc}", status=502)
-    return DriverError(f"UNICORE at site {site!r} failed: {text[:500]}", status=502)
+        return SiteFailed(f"UNICORE at site {site!r} cannot be reached: {exc}")
+    return SiteFailed(f"UNICORE at site {site!r} failed: {text[:500]}")
 
 
 class UnicoreDriver(Driver):
-    needs_credentials = True
-
     def _verify(self) -> bool | ssl.SSLContext:
         if not self.site.verify_tls:
             return False
@@ -127,10 +78,9 @@ class UnicoreDriver(Driver):
 
     def _client(self, credentials: SiteCredentials | None) -> unicore.Client:
         if credentials is None:
-            raise DriverError(
+            raise SiteRefused(
                 f"Site {self.site.name!r} needs your UNICORE credentials for this "
-                "(MANTIK_UNICORE_USERNAME, MANTIK_UNICORE_PASSWORD).",
-                status=400,
+                "(MANTIK_UNICORE_USERNAME, MANTIK_UNICORE_PASSWORD)."
             )
         credential = UsernamePassword(credentials.username, credentials.password)
         # No security sessions: a session expiring (432) mid-upload breaks pyunicore's
@@ -157,7 +107,7 @@ class UnicoreDriver(Driver):
             write_project_zip(spec.project_dir, (), handle)
         inputs = {
             SCRIPT: str(spec.script_path),
-            TOKEN_FILE: str(spec.mantik_dir / TOKEN_FILE),
+            TOKEN: str(spec.folder.token),
             ARCHIVE: str(archive),
         }
         description = job_description(spec)
@@ -168,14 +118,14 @@ class UnicoreDriver(Driver):
             elif spec.image_file is not None:  # streamed from the platform's cache, per job
                 inputs[STAGED_IMAGE] = str(spec.image_file)
             job = client.new_job(description, inputs=inputs)
-        except DriverError:
+        except SiteError:
             raise
         except Exception as exc:
             raise _translate(exc, self.site.name) from exc
         finally:
             archive.unlink(missing_ok=True)
             # The token now lives on the site only.
-            (spec.mantik_dir / TOKEN_FILE).unlink(missing_ok=True)
+            spec.folder.token.unlink(missing_ok=True)
         return str(job.resource_url).rstrip("/").rsplit("/", 1)[-1]
 
     def _stored_image(self, client: unicore.Client, image: Path) -> str:
@@ -196,7 +146,7 @@ class UnicoreDriver(Driver):
             storage.rename(partial, name)
         mount = str(storage.properties.get("mountPoint", "")).rstrip("/")
         if not mount:
-            raise DriverError(
+            raise SiteFailed(
                 f"UNICORE storage {self.site.image_storage!r} at site {self.site.name!r} does "
                 "not say where it is mounted; the admin should unset image_storage.",
             )
@@ -210,7 +160,7 @@ class UnicoreDriver(Driver):
             return None
         try:
             properties = self._job(job, credentials).properties
-        except DriverError:
+        except SiteError:
             raise
         except Exception as exc:
             raise _translate(exc, self.site.name) from exc
@@ -232,7 +182,7 @@ class UnicoreDriver(Driver):
     def cancel(self, job: TrackedJob, credentials: SiteCredentials | None = None) -> None:
         try:
             self._job(job, credentials).abort()
-        except DriverError:
+        except SiteError:
             raise
         except Exception as exc:
             raise _translate(exc, self.site.name) from exc
@@ -241,16 +191,16 @@ class UnicoreDriver(Driver):
         self, job: TrackedJob, credentials: SiteCredentials | None = None, *, final: bool = False
     ) -> Path | None:
         # The job folder lies on the site: mirrored through its file API while a request
-        # holds the user's credentials (see unicore_files); without them, nothing to read.
+        # holds the user's credentials (see offline.unicore_mirror); without them, nothing to read.
         if credentials is None:
             return None
         try:
             storage = self._job(job, credentials).working_dir
             return OfflineMirror(storage, job.workdir / MANTIK).run(final=final)
-        except DriverError:
+        except SiteError:
             raise
         except MirrorError as exc:
-            raise DriverError(f"Offline files of job {job.job_id}: {exc}") from exc
+            raise SiteFailed(f"Offline files of job {job.job_id}: {exc}") from exc
         except Exception as exc:
             raise _translate(exc, self.site.name) from exc
 
@@ -259,7 +209,7 @@ class UnicoreDriver(Driver):
             return super().read_log(job)  # what the platform kept (uploaded logs)
         try:
             storage = self._job(job, credentials).working_dir
-            for name in (".mantik/job.log", "stdout"):
+            for name in (f"{MANTIK}/{LOG}", STDOUT):
                 try:
                     data: bytes = storage.stat(name).read()
                     return data.decode(errors="replace")

@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mantik.server.compute.wrapper import render_wrapper
-from tests.server.test_wrapper import _NoDriver, spec
+from mantik.server.compute.drivers.wrapper import render_wrapper
+from tests.server.drivers.test_wrapper import _NoDriver, spec
 from tests.support.platform import free_port
 
 RUN_ID = "0123456789abcdef0123456789abcdef"
@@ -117,7 +117,7 @@ def test_a_store_that_takes_long_to_copy_is_copied_less_often(
     monkeypatch: Any, tmp_path: Path
 ) -> None:
     """The copy holds the job's writes back: at most a tenth of the time goes into it."""
-    from mantik.server.compute.node import offline_snapshot
+    from mantik.server.compute.offline.node import offline_snapshot
 
     def slow_copy(live: str, target: str) -> None:
         until = time.monotonic() + 0.05

@@ -1,23 +1,29 @@
-"""The offline-tracking part of the job wrapper (see :mod:`mantik.server.compute.wrapper`).
+"""The offline-tracking part of the job wrapper (see :mod:`mantik.server.compute.drivers.wrapper`).
 
 With ``Tracking: offline`` — or ``auto`` when the node cannot reach the platform — MLflow
 logs into a sqlite store in the job folder (``.mantik/offline/mlruns.db``, artifacts next
 to it), pre-created under the central run's id and experiment by the job's own MLflow. A
 background loop publishes consistent snapshots of it (sqlite's backup API, atomic rename)
 every few seconds and once more at the end, also after SIGTERM; the platform syncs only
-the snapshots (:mod:`mantik.server.compute.offline_sync`).
+the snapshots (:mod:`.syncer`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 
-from mantik.server.compute.node import source
+from mantik.server.compute.job_folder import (
+    ARTIFACTS,
+    INIT_SCRIPT,
+    LIVE_STORE,
+    OFFLINE,
+    SNAPSHOT,
+    SNAPSHOT_SCRIPT,
+    TRACKING_MODE,
+)
+from mantik.server.compute.offline.node import source
 from mantik.server.compute.spec import JobSpec
 
-OFFLINE_DIR = "offline"  # in .mantik/
-MODE_FILE = "tracking"  # in .mantik/: what the job chose, "online" or "offline"
-SNAPSHOT = "snapshot.db"
 # Exit code of a job whose local store could not be prepared.
 INIT_FAILED = 96
 
@@ -33,26 +39,27 @@ if [ "$MANTIK_TRACKING" = auto ]; then
 fi"""
 
 _SETUP = f"""\
-echo "$MANTIK_TRACKING" >"$MANTIK_DIR/{MODE_FILE}"
+echo "$MANTIK_TRACKING" >"$MANTIK_DIR/{TRACKING_MODE}"
 if [ "$MANTIK_TRACKING" = offline ]; then
-  MANTIK_OFFLINE="$MANTIK_DIR/{OFFLINE_DIR}"
-  mkdir -p "$MANTIK_OFFLINE/artifacts"
-  export MLFLOW_TRACKING_URI="sqlite:///$MANTIK_OFFLINE/mlruns.db"
+  MANTIK_OFFLINE="$MANTIK_DIR/{OFFLINE}"
+  mkdir -p "$MANTIK_OFFLINE/{ARTIFACTS}"
+  export MLFLOW_TRACKING_URI="sqlite:///$MANTIK_OFFLINE/{LIVE_STORE}"
   # Apptainer shows the store to the job under the same path.
   export APPTAINER_BIND="${{APPTAINER_BIND:+$APPTAINER_BIND,}}$MANTIK_OFFLINE"
   echo "mantik: tracking offline into $MANTIK_OFFLINE; the platform syncs it" >>"$MANTIK_LOG"
-  cat >"$MANTIK_OFFLINE/init.py" <<'MANTIK_PY'
+  cat >"$MANTIK_OFFLINE/{INIT_SCRIPT}" <<'MANTIK_PY'
 {source("offline_init").rstrip()}
 MANTIK_PY
-  cat >"$MANTIK_OFFLINE/snapshot.py" <<'MANTIK_PY'
+  cat >"$MANTIK_OFFLINE/{SNAPSHOT_SCRIPT}" <<'MANTIK_PY'
 {source("offline_snapshot").rstrip()}
 MANTIK_PY
 fi"""
 
+_SNAPSHOT_PATHS = f'"$MANTIK_OFFLINE/{LIVE_STORE}" "$MANTIK_OFFLINE/{SNAPSHOT}"'
 _FUNCTIONS = f"""\
 _mantik_snapshotter=
 _mantik_snapshot() {{  # a consistent copy of the live store, published atomically
-  python3 "$MANTIK_OFFLINE/snapshot.py" "$MANTIK_OFFLINE/mlruns.db" "$MANTIK_OFFLINE/{SNAPSHOT}" \\
+  python3 "$MANTIK_OFFLINE/{SNAPSHOT_SCRIPT}" {_SNAPSHOT_PATHS} \\
     "$@" 2>>"$MANTIK_OFFLINE/snapshot.err" || true
 }}
 _mantik_snapshots() {{  # every few seconds (less often for a store that takes long to copy)
@@ -111,7 +118,7 @@ def init_lines(spec: JobSpec, run_line: str) -> list[str]:
 # the store, which the container sees under the same path.
 INIT_COMMAND = (
     '"$(command -v python || command -v python3)" '
-    '"$(dirname "${MLFLOW_TRACKING_URI#sqlite:///}")/init.py"'
+    f'"$(dirname "${{MLFLOW_TRACKING_URI#sqlite:///}}")/{INIT_SCRIPT}"'
 )
 
 

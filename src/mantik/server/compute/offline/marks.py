@@ -14,7 +14,7 @@ from datetime import datetime
 
 from sqlalchemy import select
 
-from mantik.server.db import Database
+from mantik.server.compute.offline.ports import SessionSource
 from mantik.server.models import OfflineItem, OfflineRun, OfflineSync, utcnow
 
 
@@ -31,7 +31,7 @@ class SyncStatus:
 class SyncState:
     """The sync records of one submitted run (``run_id``)."""
 
-    def __init__(self, db: Database, run_id: str) -> None:
+    def __init__(self, db: SessionSource, run_id: str) -> None:
         self.db = db
         self.run_id = run_id
 
@@ -133,7 +133,7 @@ class SyncState:
                 sync.error = message[:1024]
 
 
-def statuses(db: Database, run_ids: Iterable[str]) -> dict[str, SyncStatus]:
+def statuses(db: SessionSource, run_ids: Iterable[str]) -> dict[str, SyncStatus]:
     wanted = list(run_ids)
     if not wanted:
         return {}

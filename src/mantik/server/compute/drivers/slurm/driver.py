@@ -1,29 +1,20 @@
-"""The ``slurm`` site: sbatch / squeue / scancel on a SLURM the platform can call.
+"""The SLURM driver: sbatch / squeue / scancel, run where the platform runs.
 
 Commands run locally today; SSH to a login node would wrap :meth:`SlurmDriver._run`.
 """
 
 from __future__ import annotations
 
-import re
 import shlex
 import subprocess
 from collections.abc import Sequence
 
-from mantik.compute.config import slurm_memory, slurm_time
 from mantik.compute.states import JobState, Observation
-from mantik.server.compute.drivers.base import (
-    Driver,
-    DriverError,
-    SiteCredentials,
-    TrackedJob,
-    job_environment,
-)
-from mantik.server.compute.sites import SiteConfig
+from mantik.server.compute.drivers.base import Driver, job_environment
+from mantik.server.compute.drivers.slurm.render import sbatch_arguments
+from mantik.server.compute.errors import SiteFailed, SiteRefused
+from mantik.server.compute.jobs import SiteCredentials, TrackedJob
 from mantik.server.compute.spec import JobSpec
-
-# Values that reach sbatch must be plain tokens: no whitespace, quotes or newlines.
-_SAFE_VALUE = re.compile(r"[A-Za-z0-9_.,:@%&|!()\[\]*+=/-]+")
 
 _STATES = {
     "PENDING": JobState.PENDING,
@@ -53,51 +44,6 @@ _STATES = {
 }
 
 
-def _checked(key: str, value: str) -> str:
-    if not _SAFE_VALUE.fullmatch(value):
-        raise DriverError(
-            f"Resources.{key}={value!r} contains characters SLURM does not accept "
-            "(spaces, quotes or line breaks).",
-            user_error=True,
-        )
-    return value
-
-
-def sbatch_arguments(spec: JobSpec, site: SiteConfig) -> list[str]:
-    """The sbatch options for ``spec`` (UNICORE's mapping: CPUs → --ntasks)."""
-    r = spec.config.resources
-    args = [
-        f"--job-name={spec.name}",
-        f"--output={spec.mantik_dir}/slurm-%j.out",
-        f"--chdir={spec.workdir}",
-        "--parsable",
-    ]
-    queue = r.queue or site.partition
-    if queue:
-        args.append(f"--partition={_checked('Queue', queue)}")
-    if r.runtime is not None:
-        args.append(f"--time={slurm_time(r.runtime)}")
-    if r.nodes is not None:
-        args.append(f"--nodes={r.nodes}")
-    if r.cpus is not None:
-        args.append(f"--ntasks={r.cpus}")
-    if r.cpus_per_node is not None:
-        args.append(f"--ntasks-per-node={r.cpus_per_node}")
-    if r.gpus_per_node is not None:
-        args.append(f"--gpus-per-node={r.gpus_per_node}")
-    if r.memory is not None:
-        args.append(f"--mem={slurm_memory(r.memory)}")
-    if r.reservation:
-        args.append(f"--reservation={_checked('Reservation', r.reservation)}")
-    if r.node_constraints:
-        args.append(f"--constraint={_checked('NodeConstraints', r.node_constraints)}")
-    if r.qos:
-        args.append(f"--qos={_checked('QoS', r.qos)}")
-    if spec.project:
-        args.append(f"--account={_checked('project', spec.project)}")
-    return [*args, *site.sbatch_args]
-
-
 class SlurmDriver(Driver):
     def _run(self, argv: list[str], *, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         try:
@@ -106,9 +52,9 @@ class SlurmDriver(Driver):
                 argv, capture_output=True, text=True, timeout=timeout, env=job_environment()
             )
         except FileNotFoundError as exc:
-            raise DriverError(f"Site {self.site.name!r}: {argv[0]} is not installed here") from exc
+            raise SiteFailed(f"Site {self.site.name!r}: {argv[0]} is not installed here") from exc
         except subprocess.TimeoutExpired as exc:
-            raise DriverError(f"Site {self.site.name!r}: {argv[0]} did not answer") from exc
+            raise SiteFailed(f"Site {self.site.name!r}: {argv[0]} did not answer") from exc
 
     def header(self, spec: JobSpec) -> list[str]:
         args = " ".join(shlex.quote(a) for a in sbatch_arguments(spec, self.site))
@@ -118,10 +64,10 @@ class SlurmDriver(Driver):
         result = self._run(["sbatch", *sbatch_arguments(spec, self.site), str(spec.script_path)])
         if result.returncode != 0:
             message = result.stderr.strip().removeprefix("sbatch: error: ")
-            raise DriverError(f"SLURM refused the job: {message}", user_error=True)
+            raise SiteRefused(f"SLURM refused the job: {message}")
         job_id = result.stdout.strip().split(";")[0]
         if not job_id.isdigit():
-            raise DriverError(f"Could not make sense of sbatch output {result.stdout!r}")
+            raise SiteFailed(f"Could not make sense of sbatch output {result.stdout!r}")
         return job_id
 
     def poll(self, jobs: Sequence[TrackedJob]) -> dict[str, Observation]:
@@ -130,7 +76,7 @@ class SlurmDriver(Driver):
         # One query for every job of this site (squeue keeps ended jobs for MinJobAge).
         result = self._run(["squeue", "--states=all", "--noheader", "--format=%i|%T|%r"])
         if result.returncode != 0:
-            raise DriverError(f"squeue failed: {result.stderr.strip()}")
+            raise SiteFailed(f"squeue failed: {result.stderr.strip()}")
         listed: dict[str, tuple[str, str]] = {}
         for line in result.stdout.splitlines():
             parts = line.strip().split("|", 2)
@@ -155,4 +101,4 @@ class SlurmDriver(Driver):
     def cancel(self, job: TrackedJob, credentials: SiteCredentials | None = None) -> None:
         result = self._run(["scancel", job.job_id])
         if result.returncode != 0 and "already completing or completed" not in result.stderr:
-            raise DriverError(f"scancel failed: {result.stderr.strip()}")
+            raise SiteFailed(f"scancel failed: {result.stderr.strip()}")

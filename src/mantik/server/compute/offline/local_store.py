@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from mantik.server.compute.offline_files import private_copy
+from mantik.server.compute.offline.files import private_copy
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path
 
-ARTIFACTS = "artifacts"  # in the offline folder: the local experiment's artifact location
+from mantik.server.compute.job_folder import ARTIFACTS
 
 
 class UnsafePath(Exception):

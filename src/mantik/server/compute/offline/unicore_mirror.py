@@ -35,20 +35,25 @@ from urllib.parse import quote
 
 from pyunicore import client as unicore
 
-from mantik.server.compute.drivers.snapshot_blocks import (
+from mantik.server.compute.job_folder import (
+    ARTIFACTS,
+    BLOCKS,
+    EXIT_CODE,
+    LOG,
+    MANTIK,
+    OFFLINE,
+    SNAPSHOT,
+    TRACKING_MODE,
+)
+from mantik.server.compute.offline.block_digests import (
     MAX_MANIFEST_BYTES,
     BlockDigestsError,
     Manifest,
     block_digest,
 )
-from mantik.server.compute.wrapper_offline import MODE_FILE, OFFLINE_DIR, SNAPSHOT
 
-MANTIK = ".mantik"  # the wrapper's folder in the job's working directory
-ARTIFACTS = "artifacts"
-SMALL_FILES = (MODE_FILE, "exit-code")
-LOG = "job.log"
+SMALL_FILES = (TRACKING_MODE, EXIT_CODE)
 PARTIAL = ".partial"  # in the mirror: downloads in progress
-BLOCKS = f"{SNAPSHOT}.blocks"  # the node's block digests of the snapshot
 PARALLEL_RANGES = 4
 SETTLE_SECONDS = 2.0  # an artifact changed this recently is fetched next time
 # Bounds against a job that plants a huge tree in its artifact folder.
@@ -122,7 +127,7 @@ class OfflineMirror:
                 self._fetch(f"{MANTIK}/{name}", top[name], force=final)
         if self._mode() != "offline":
             return self.target
-        folder = f"{MANTIK}/{OFFLINE_DIR}"
+        folder = f"{MANTIK}/{OFFLINE}"
         offline = self._list(folder)
         snapshot = offline.get(SNAPSHOT)
         if snapshot is not None and not snapshot.is_dir:
@@ -133,7 +138,7 @@ class OfflineMirror:
 
     def _mode(self) -> str:
         with contextlib.suppress(OSError):
-            return (self.target / MODE_FILE).read_text(errors="replace").strip()
+            return (self.target / TRACKING_MODE).read_text(errors="replace").strip()
         return ""
 
     def _list(self, folder: str) -> dict[str, RemoteFile]:

@@ -15,10 +15,11 @@ import pytest
 
 from mantik.compute.config import validate_backend_config
 from mantik.server.compute.drivers.base import Driver
-from mantik.server.compute.drivers.slurm import sbatch_arguments
-from mantik.server.compute.sites import SiteConfig
+from mantik.server.compute.drivers.slurm.render import sbatch_arguments
+from mantik.server.compute.drivers.wrapper import render_wrapper
+from mantik.server.compute.site_config import SiteConfig
 from mantik.server.compute.spec import JobSpec
-from mantik.server.compute.wrapper import render_wrapper
+from tests.server.golden_files import without_node_scripts
 
 GUIDE_CONFIG = {
     "SingularityImage": "image.sif",
@@ -55,7 +56,7 @@ def spec(config: dict[str, Any], workdir: Path = Path("/jobs/r1"), **kw: Any) ->
 
 def test_wrapper_for_the_guide_config_in_apptainer(golden: Any) -> None:
     job = spec(GUIDE_CONFIG, image="/jobs/r1/project/image.sif")
-    golden("wrapper-apptainer.sh", render_wrapper(job))
+    golden("wrapper-apptainer.sh", without_node_scripts(render_wrapper(job)))
 
 
 def test_wrapper_with_venv_modules_and_commands(golden: Any) -> None:
@@ -67,7 +68,7 @@ def test_wrapper_with_venv_modules_and_commands(golden: Any) -> None:
         "PostRunCommands": ["echo after"],
         "Environment": {"QUOTED": 'it\'s a "test" $HOME'},
     }
-    golden("wrapper-venv.sh", render_wrapper(spec(config)))
+    golden("wrapper-venv.sh", without_node_scripts(render_wrapper(spec(config))))
 
 
 def test_sbatch_options_for_the_guide_config(golden: Any) -> None:
@@ -194,7 +195,7 @@ class _NoDriver(Driver):
 def test_unicore_job_description_for_the_guide_config(golden: Any) -> None:
     import json as json_module
 
-    from mantik.server.compute.drivers.unicore import job_description
+    from mantik.server.compute.drivers.unicore.render import job_description
 
     description = job_description(spec(GUIDE_CONFIG, project="training2"))
     golden("unicore-guide.json", json_module.dumps(description, indent=2) + "\n")
@@ -216,16 +217,16 @@ def test_unicore_job_description_for_the_guide_config(golden: Any) -> None:
     ],
 )
 def test_unicore_units(resources: dict[str, Any], expected: dict[str, str]) -> None:
-    from mantik.server.compute.drivers.unicore import job_description
+    from mantik.server.compute.drivers.unicore.render import job_description
 
     rendered = job_description(spec({"Resources": resources}))["Resources"]
     assert {k: rendered[k] for k in expected} == expected
 
 
 def test_unicore_wrapper_runs_in_the_folder_the_site_chose(golden: Any) -> None:
-    from mantik.server.compute.drivers.unicore import PROLOGUE
+    from mantik.server.compute.drivers.unicore.render import PROLOGUE
 
     job = spec(GUIDE_CONFIG, image="image.sif", site_chooses_workdir=True)
     script = render_wrapper(job, prologue=PROLOGUE)
-    golden("wrapper-unicore.sh", script)
+    golden("wrapper-unicore.sh", without_node_scripts(script))
     assert 'export MANTIK_DIR="$PWD/.mantik"' in script

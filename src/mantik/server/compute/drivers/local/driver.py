@@ -1,4 +1,4 @@
-"""The ``local`` site: jobs run as processes on the platform host (laptop, demo)."""
+"""The local driver: a job is a detached process; its pid is the job id."""
 
 from __future__ import annotations
 
@@ -9,13 +9,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mantik.compute.states import JobState, Observation
-from mantik.server.compute.drivers.base import (
-    Driver,
-    DriverError,
-    SiteCredentials,
-    TrackedJob,
-    job_environment,
-)
+from mantik.server.compute.drivers.base import Driver, job_environment
+from mantik.server.compute.drivers.local.render import start_command
+from mantik.server.compute.errors import SiteFailed
+from mantik.server.compute.job_folder import is_wrapper_script
+from mantik.server.compute.jobs import SiteCredentials, TrackedJob
 from mantik.server.compute.spec import JobSpec
 
 
@@ -28,23 +26,14 @@ def _running_script(pid: int) -> Path | None:
         return None
     if stat.rsplit(")", 1)[1].split()[0] in ("Z", "X"):  # exited, not yet reaped
         return None
-    scripts = [a for a in argv if a.endswith(b"/.mantik/job.sh")]
+    scripts = [a for a in argv if is_wrapper_script(a)]
     return Path(scripts[0].decode()) if scripts else None
 
 
 class LocalDriver(Driver):
     def submit(self, spec: JobSpec, credentials: SiteCredentials | None = None) -> str:
-        # Detach (setsid, background, parent exits): the job survives platform restarts and
-        # is reaped by init, whichever worker started it.
         result = subprocess.run(
-            [
-                "bash",
-                "-c",
-                'setsid bash "$1" >"$2" 2>&1 </dev/null & echo $!',
-                "mantik-job",
-                str(spec.script_path),
-                str(spec.mantik_dir / "stdout"),
-            ],
+            start_command(spec),
             capture_output=True,
             text=True,
             timeout=30,
@@ -52,7 +41,7 @@ class LocalDriver(Driver):
             env=job_environment(),
         )
         if result.returncode != 0 or not result.stdout.strip().isdigit():
-            raise DriverError(f"Could not start the job locally: {result.stderr.strip()}")
+            raise SiteFailed(f"Could not start the job locally: {result.stderr.strip()}")
         return result.stdout.strip()
 
     def poll(self, jobs: Sequence[TrackedJob]) -> dict[str, Observation]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from mantik.server.compute.drivers.unicore_files import RemoteFile, children, parse_time
+from mantik.server.compute.offline.unicore_mirror import RemoteFile, children, parse_time
 
 
 def _entry(size: int = 1, directory: bool = False) -> dict[str, object]:

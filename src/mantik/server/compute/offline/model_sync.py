@@ -23,10 +23,10 @@ from mlflow.entities import (
     LoggedModelStatus,
 )
 
-from mantik.server.compute.offline_files import node_path, private_copy, walk_files
-from mantik.server.compute.offline_state import SyncState
-from mantik.server.compute.offline_store import LocalModel, Snapshot
-from mantik.server.compute.runs import RunStore
+from mantik.server.compute.offline.files import node_path, private_copy, walk_files
+from mantik.server.compute.offline.local_store import LocalModel, Snapshot
+from mantik.server.compute.offline.marks import SyncState
+from mantik.server.compute.offline.ports import CentralRuns
 
 log = logging.getLogger("mantik.offline")
 SOURCE_MODEL_TAG = "mantik.offline.source_model"
@@ -34,7 +34,7 @@ SOURCE_MODEL_TAG = "mantik.offline.source_model"
 
 class ModelSync:
     def __init__(
-        self, runs: RunStore, state: SyncState, experiment_id: str, offline_dir: Path
+        self, runs: CentralRuns, state: SyncState, experiment_id: str, offline_dir: Path
     ) -> None:
         self.runs = runs
         self.client = runs.client

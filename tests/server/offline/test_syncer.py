@@ -1,5 +1,6 @@
 """Offline sync in-process: a real local store (made by the node scripts and MLflow), real
-snapshots, the real central store; the job folder as the wrapper leaves it."""
+snapshots, the real central store; the job folder as the wrapper leaves it. The syncer is
+built from its parts (database, runs, sites, scratch folder), without the compute service."""
 
 from __future__ import annotations
 
@@ -16,10 +17,12 @@ from mlflow import MlflowClient
 from sqlalchemy import update
 
 from mantik.compute.states import JobState
-from mantik.server.compute.node import offline_snapshot
-from mantik.server.compute.offline_sync import OfflineSyncer
-from mantik.server.compute.service import ComputeService
+from mantik.server.compute.offline.node import offline_snapshot
+from mantik.server.compute.offline.syncer import OfflineSyncer
+from mantik.server.compute.runs import RunStore
+from mantik.server.compute.sites import Sites
 from mantik.server.config import ServerSettings
+from mantik.server.db import Database
 from mantik.server.models import ComputeJob, OfflineSync, utcnow
 from mantik.server.platform import build, prepare
 from tests.support.offline_job import count_pushed_points
@@ -87,8 +90,18 @@ with mlflow.start_run() as run:
 
 
 @dataclass
+class SyncParts:
+    """What the syncer depends on."""
+
+    db: Database
+    runs: RunStore
+    sites: Sites
+    scratch: Path
+
+
+@dataclass
 class Job:
-    service: ComputeService
+    parts: SyncParts
     run_id: str
     experiment_id: str
     workdir: Path
@@ -114,8 +127,12 @@ class Job:
             str(self.offline / "mlruns.db"), str(self.offline / "snapshot.db")
         )
 
+    def syncer(self) -> OfflineSyncer:
+        parts = self.parts
+        return OfflineSyncer(parts.db, parts.runs, parts.sites, parts.scratch)
+
     def record(self) -> ComputeJob:
-        with self.service.db.session() as session:
+        with self.parts.db.session() as session:
             job = session.get(ComputeJob, self.run_id)
             assert job is not None
             return job
@@ -125,17 +142,17 @@ class Job:
 def job(tmp_path: Path) -> Job:
     settings = ServerSettings(data_dir=tmp_path / "platform")
     prepare(settings)
-    parts = build(settings)
-    service = ComputeService(settings, parts.db, parts.tokens, parts.identity)
-    experiment = service.runs.client.create_experiment(
+    db = build(settings).db
+    parts = SyncParts(db, RunStore(settings), Sites.configured(settings), tmp_path / "scratch")
+    experiment = parts.runs.client.create_experiment(
         "offline", artifact_location=str(tmp_path / "artifacts")
     )
-    run = service.runs.create(experiment, run_name="job", tags={}, params={"alpha": "0.5"})
+    run = parts.runs.create(experiment, run_name="job", tags={}, params={"alpha": "0.5"})
     run_id = run.info.run_id
     workdir = tmp_path / "jobs" / run_id
     (workdir / ".mantik" / "offline" / "artifacts").mkdir(parents=True)
     (workdir / ".mantik" / "tracking").write_text("offline\n")
-    with service.db.session() as session:
+    with parts.db.session() as session:
         session.add(
             ComputeJob(
                 run_id=run_id,
@@ -150,27 +167,27 @@ def job(tmp_path: Path) -> Job:
                 token_expires_at=utcnow() + timedelta(hours=1),
             )
         )
-    result = Job(service, run_id, experiment, workdir)
+    result = Job(parts, run_id, experiment, workdir)
     result.node()
     return result
 
 
 def test_everything_arrives_once_across_restarts_and_full_resyncs(job: Job) -> None:
-    client: MlflowClient = job.service.runs.client
+    client: MlflowClient = job.parts.runs.client
     job.node("1", "0", "2500")
-    first = OfflineSyncer(job.service)
+    first = job.syncer()
     pushed = count_pushed_points(first.client)
     first.sync(job.record(), final=False, wait=True)
     assert len(client.get_metric_history(job.run_id, "loss")) == 2500
     assert pushed.count(1000) == 2  # batches of ≤1000: 1000 + 1000 + 500 (+ small ones)
 
     job.node("2", "2500", "1500")  # the job goes on; the platform restarted meanwhile
-    second = OfflineSyncer(job.service)
+    second = job.syncer()
     pushed_after_restart = count_pushed_points(second.client)
     second.sync(job.record(), final=False, wait=True)
     assert sum(pushed_after_restart) == 1500  # only the new points, by the high-water mark
 
-    with job.service.db.session() as session:  # forget which snapshot was seen: a full re-read
+    with job.parts.db.session() as session:  # forget which snapshot was seen: a full re-read
         session.execute(update(OfflineSync).values(snapshot_mtime_ns=None))
     end = second.sync(job.record(), final=True, wait=True, status="FINISHED")
     assert sum(pushed_after_restart) == 1500  # the full final sync pushed no point again
@@ -210,9 +227,9 @@ def test_everything_arrives_once_across_restarts_and_full_resyncs(job: Job) -> N
     assert children[0].info.status == "FINISHED"
 
     # And once more from scratch (as after losing the "final" mark): nothing doubles.
-    with job.service.db.session() as session:
+    with job.parts.db.session() as session:
         session.execute(update(OfflineSync).values(snapshot_mtime_ns=None, final_at=None))
-    third = OfflineSyncer(job.service)
+    third = job.syncer()
     assert third.sync(job.record(), final=True, wait=True, status="FINISHED") is not None
     assert len(client.get_metric_history(job.run_id, "loss")) == 4000
     assert len(client.search_logged_models([job.experiment_id])) == 1
@@ -221,9 +238,9 @@ def test_everything_arrives_once_across_restarts_and_full_resyncs(job: Job) -> N
 
 
 def test_a_model_logged_after_its_points_synced_gets_linked_to_them(job: Job) -> None:
-    client: MlflowClient = job.service.runs.client
+    client: MlflowClient = job.parts.runs.client
     job.node("2", "0", "10")
-    syncer = OfflineSyncer(job.service)
+    syncer = job.syncer()
     syncer.sync(job.record(), final=False, wait=True)
     assert len(client.get_metric_history(job.run_id, "loss")) == 10
 
@@ -235,18 +252,18 @@ def test_a_model_logged_after_its_points_synced_gets_linked_to_them(job: Job) ->
     assert sum(pushed) == 1  # the one linked point, again: the server adds only the link
     assert len(client.get_metric_history(job.run_id, "loss")) == 10
 
-    with job.service.db.session() as session:  # a full re-sync links nothing twice
+    with job.parts.db.session() as session:  # a full re-sync links nothing twice
         session.execute(update(OfflineSync).values(snapshot_mtime_ns=None, final_at=None))
-    OfflineSyncer(job.service).sync(job.record(), final=True, wait=True, status="FINISHED")
+    job.syncer().sync(job.record(), final=True, wait=True, status="FINISHED")
     (model,) = client.search_logged_models([job.experiment_id])
     assert len(model.metrics or []) == 1
     assert len(client.get_metric_history(job.run_id, "loss")) == 10
 
 
 def test_what_the_job_deletes_goes_centrally_too(job: Job) -> None:
-    client: MlflowClient = job.service.runs.client
+    client: MlflowClient = job.parts.runs.client
     job.node("make", script=DELETIONS)
-    syncer = OfflineSyncer(job.service)
+    syncer = job.syncer()
     syncer.sync(job.record(), final=False, wait=True)
     tags = client.get_run(job.run_id).data.tags
     assert (tags["stage"], tags["keep"]) == ("draft", "yes")
@@ -260,9 +277,9 @@ def test_what_the_job_deletes_goes_centrally_too(job: Job) -> None:
     assert (tags["keep"], tags["reviewer"]) == ("yes", "ada")
     assert client.get_run(child.info.run_id).info.lifecycle_stage == "deleted"
 
-    with job.service.db.session() as session:  # a full re-sync changes nothing
+    with job.parts.db.session() as session:  # a full re-sync changes nothing
         session.execute(update(OfflineSync).values(snapshot_mtime_ns=None, final_at=None))
-    OfflineSyncer(job.service).sync(job.record(), final=True, wait=True, status="FINISHED")
+    job.syncer().sync(job.record(), final=True, wait=True, status="FINISHED")
     assert client.get_run(job.run_id).data.tags == tags
 
 
@@ -272,5 +289,5 @@ def test_a_snapshot_symlinked_elsewhere_is_refused(job: Job, tmp_path: Path) -> 
     snapshot.unlink()
     snapshot.symlink_to(secret)
     with pytest.raises(OSError):
-        OfflineSyncer(job.service).sync(job.record(), final=False, wait=True)
-    assert job.service.runs.client.get_run(job.run_id).data.metrics == {}
+        job.syncer().sync(job.record(), final=False, wait=True)
+    assert job.parts.runs.client.get_run(job.run_id).data.metrics == {}

@@ -1,8 +1,8 @@
 """Offline tracking, platform side: snapshots of a job's local store go into its central run.
 
-The poller calls :meth:`OfflineSyncer.sync_active` once per cycle and
+The poller calls :meth:`OfflineSyncer.sync_active` once per cycle, the run's lifecycle
 :meth:`OfflineSyncer.finish` when a job ended. A sync (one run at a time: an flock) reads the
-job's newest snapshot (never the live database) and pushes (:mod:`offline_push`), with the
+job's newest snapshot (never the live database) and pushes (:mod:`.push`), with the
 server-side MlflowClient, what the central run lacks:
 
 - runs: the job's run is the central run itself; other local runs (children) are created
@@ -13,7 +13,7 @@ server-side MlflowClient, what the central run lacks:
   tags diffed against the central run (a tag the job deleted is deleted there, if the sync
   put it there; a child run the job deleted is deleted too); artifacts by (size, mtime);
 - metric-to-model links MLflow makes after the points (``log_model``): by their own mark;
-- logged models, inputs and outputs (:mod:`offline_models`);
+- logged models, inputs and outputs (:mod:`.model_sync`);
 - at the end: child runs' status and end time, and the local run's end time for the run.
 """
 
@@ -27,21 +27,18 @@ import shutil
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
 from mantik.compute.states import JobState
-from mantik.server.compute.drivers import SiteCredentials, TrackedJob
-from mantik.server.compute.offline_files import checked_dir
-from mantik.server.compute.offline_push import JobSync
-from mantik.server.compute.offline_state import SyncState
-from mantik.server.compute.offline_store import open_snapshot
-from mantik.server.compute.wrapper_offline import MODE_FILE, OFFLINE_DIR, SNAPSHOT
+from mantik.server.compute.job_folder import EXIT_CODE, OFFLINE, SNAPSHOT, TRACKING_MODE
+from mantik.server.compute.jobs import SiteCredentials, TrackedJob
+from mantik.server.compute.offline.files import checked_dir
+from mantik.server.compute.offline.local_store import open_snapshot
+from mantik.server.compute.offline.marks import SyncState
+from mantik.server.compute.offline.ports import CentralRuns, SessionSource, SiteFolders
+from mantik.server.compute.offline.push import JobSync
 from mantik.server.models import ComputeJob, OfflineSync, utcnow
-
-if TYPE_CHECKING:
-    from mantik.server.compute.service import ComputeService
 
 log = logging.getLogger("mantik.offline")
 # A final sync that keeps failing is retried by later cycles for this long.
@@ -49,18 +46,23 @@ _RETRY_FINAL = timedelta(days=1)
 
 
 class OfflineSyncer:
-    def __init__(self, service: ComputeService) -> None:
-        self.service = service
-        self.runs = service.runs
-        self.client = service.runs.client
-        self.scratch = service.settings.data_dir / "offline-sync"
+    """Syncs offline jobs; ``scratch``: a private folder for snapshot copies and locks."""
+
+    def __init__(
+        self, db: SessionSource, runs: CentralRuns, sites: SiteFolders, scratch: Path
+    ) -> None:
+        self.db = db
+        self.runs = runs
+        self.client = runs.client
+        self.sites = sites
+        self.scratch = scratch
 
     # --- entry points --------------------------------------------------------------------
 
     def sync_active(self) -> None:
         """One cycle: every running job, and ended ones whose final sync is still due."""
         since = utcnow() - _RETRY_FINAL
-        with self.service.db.session() as session:
+        with self.db.session() as session:
             due = set(
                 session.scalars(
                     select(OfflineSync.run_id).where(
@@ -71,7 +73,7 @@ class OfflineSyncer:
             jobs = [
                 job
                 for job in session.scalars(select(ComputeJob).where(ComputeJob.job_id.is_not(None)))
-                if job.site in self.service.sites  # a site the admin removed: nothing to read
+                if job.site in self.sites  # a site the admin removed: nothing to read
                 and (
                     not JobState(job.state).terminal
                     or (job.run_id in due and job.updated_at > since)
@@ -104,10 +106,10 @@ class OfflineSyncer:
     ) -> int | None:
         """Push what the job's newest snapshot holds beyond the marks; ``credentials``: the
         user's, for sites whose job folders the platform reads only with them (UNICORE)."""
-        driver = self.service.driver(job.site)
+        driver = self.sites.driver(job.site)
         if driver.needs_credentials and credentials is None:
             return None
-        state = SyncState(self.service.db, job.run_id)
+        state = SyncState(self.db, job.run_id)
         with self._lock(job.run_id, wait) as locked:
             if not locked:
                 return None
@@ -121,7 +123,7 @@ class OfflineSyncer:
             record = record or self._record_mode(state, mantik_dir)
             if record is None or record.tracking != "offline":
                 return None
-            offline_dir = checked_dir(mantik_dir / OFFLINE_DIR, mantik_dir.parent)
+            offline_dir = checked_dir(mantik_dir / OFFLINE, mantik_dir.parent)
             snapshot = offline_dir / SNAPSHOT
             if not snapshot.is_file():
                 if final:
@@ -141,12 +143,12 @@ class OfflineSyncer:
                 shutil.rmtree(offline_dir, ignore_errors=True)
             if final and end is None:  # killed before it ended its run: when the job ended
                 with contextlib.suppress(OSError):
-                    end = int((mantik_dir / "exit-code").stat().st_mtime * 1000)
+                    end = int((mantik_dir / EXIT_CODE).stat().st_mtime * 1000)
             return end
 
     def _record_mode(self, state: SyncState, mantik_dir: Path) -> OfflineSync | None:
         try:
-            mode = (mantik_dir / MODE_FILE).read_text(errors="replace").strip()
+            mode = (mantik_dir / TRACKING_MODE).read_text(errors="replace").strip()
         except OSError:
             return None  # not started yet
         if mode not in ("online", "offline"):

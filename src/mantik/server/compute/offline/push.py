@@ -1,4 +1,4 @@
-"""One sync of one job's snapshot into the central run (see :mod:`offline_sync`)."""
+"""One sync of one job's snapshot into the central run (see :mod:`.syncer`)."""
 
 from __future__ import annotations
 
@@ -14,11 +14,11 @@ from typing import Any
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 
-from mantik.server.compute.offline_files import node_path, private_copy, walk_files
-from mantik.server.compute.offline_models import ModelSync
-from mantik.server.compute.offline_state import SyncState
-from mantik.server.compute.offline_store import LocalRun, Snapshot
-from mantik.server.compute.runs import RunStore
+from mantik.server.compute.offline.files import node_path, private_copy, walk_files
+from mantik.server.compute.offline.local_store import LocalRun, Snapshot
+from mantik.server.compute.offline.marks import SyncState
+from mantik.server.compute.offline.model_sync import ModelSync
+from mantik.server.compute.offline.ports import CentralRuns
 from mantik.server.models import ComputeJob, OfflineRun
 
 log = logging.getLogger("mantik.offline")
@@ -39,7 +39,7 @@ class JobSync:
 
     def __init__(
         self,
-        runs: RunStore,
+        runs: CentralRuns,
         job: ComputeJob,
         state: SyncState,
         local: Snapshot,

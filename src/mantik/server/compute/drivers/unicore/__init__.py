@@ -1,0 +1,1 @@
+"""The ``unicore`` site: UNICORE/X REST through pyunicore (the official client)."""

@@ -1,0 +1,45 @@
+"""One compute site as the platform admin declares it in the sites file (``MANTIK_SITES_FILE``,
+YAML); :mod:`.sites` holds the configured ones."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from mantik.server.compute.drivers.catalog import Capabilities, capabilities, known_driver
+
+
+class SiteConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    driver: Annotated[str, AfterValidator(known_driver)]
+    # Where job folders live; for SLURM a filesystem the platform and the nodes share.
+    work_root: Path | None = None
+    # Where the site's Apptainer images are cached (one file per sha256); for SLURM a
+    # filesystem the nodes see. Default: next to the job folders.
+    image_cache: Path | None = None
+    # The URL compute nodes use to reach the platform (default: the platform's base URL).
+    tracking_uri: str | None = None
+    # SLURM: default partition, extra sbatch arguments fixed by the admin.
+    partition: str | None = None
+    sbatch_args: list[str] = []
+    # UNICORE: the REST base URL users name with UnicoreApiUrl.
+    url: str | None = None
+    ca_bundle: Path | None = None
+    verify_tls: bool = True
+    # UNICORE: a storage (e.g. SCRATCH) where each user's images are kept, one copy per
+    # digest in mantik-images/, and linked into jobs. Unset: every job gets its own copy.
+    image_storage: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return capabilities(self.driver)
+
+
+class SitesFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    sites: list[SiteConfig] = []

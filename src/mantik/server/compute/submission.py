@@ -1,0 +1,88 @@
+"""A submission as the API hands it over, and the first step with it: unpack the project,
+validate its backend config and render the entry point's command."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mantik._exceptions import ConfigurationError
+from mantik.compute.archive import UnsafeArchive, safe_extract
+from mantik.compute.config import BackendConfig, load_backend_config, validate_backend_config
+from mantik.compute.project import load_project
+from mantik.server.compute.errors import InvalidSubmission
+from mantik.server.compute.job_folder import PROJECT
+from mantik.server.compute.jobs import SiteCredentials
+
+# Deflate cannot exceed ≈ 1032:1, and the unpacked size is capped while writing: a
+# zero-filled data file (1000:1) is legitimate, a bomb still hits the cap.
+_MAX_RATIO = 1100
+
+
+@dataclass(frozen=True)
+class Submission:
+    experiment_id: str
+    entry_point: str
+    parameters: Mapping[str, Any]
+    archive: Path
+    backend_config_path: str | None = None
+    backend_config: Mapping[str, Any] | None = None
+    run_name: str | None = None
+    project: str | None = None  # accounting project (MANTIK_UNICORE_PROJECT)
+    credentials: SiteCredentials | None = None  # used for this request only
+    image_digest: str | None = None  # sha256 of an image in the site's image cache
+
+
+@dataclass(frozen=True)
+class Submitted:
+    experiment_id: str
+    run_id: str
+    job_id: str
+    site: str
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """An unpacked, validated submission."""
+
+    config: BackendConfig
+    command: str  # the entry point's shell command line, already quoted
+    entry_point: str
+    project_dir: Path
+
+
+def inside(root: Path, relative: str, what: str) -> Path:
+    """``root / relative``, refused if it leads out of ``root``."""
+    path = (root / relative).resolve()
+    if not path.is_relative_to(root.resolve()):
+        raise InvalidSubmission(f"{what} {relative!r} lies outside the MLproject directory.")
+    return path
+
+
+def prepare(submission: Submission, staging: Path, max_unpacked_bytes: int) -> Prepared:
+    """Unpack the project into ``staging`` and validate everything."""
+    project_dir = staging / PROJECT
+    try:
+        safe_extract(
+            submission.archive, project_dir, max_bytes=max_unpacked_bytes, max_ratio=_MAX_RATIO
+        )
+    except UnsafeArchive as exc:
+        raise InvalidSubmission(f"The uploaded project was refused: {exc}") from exc
+    try:
+        if submission.backend_config is not None:
+            config = validate_backend_config(
+                dict(submission.backend_config), source="the backend config"
+            )
+        elif submission.backend_config_path:
+            path = inside(project_dir, submission.backend_config_path, "backend config")
+            config = load_backend_config(path)
+        else:
+            raise InvalidSubmission("No backend configuration was sent.")
+        project = load_project(project_dir)
+        entry = project.entry_point(submission.entry_point)
+        command = entry.render(submission.parameters)
+    except ConfigurationError as exc:
+        raise InvalidSubmission(str(exc)) from exc
+    return Prepared(config, command, entry.name, project_dir)
