@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A real single-node SLURM for the tests (see /work/shared/notes/slurm-dev-cluster.md).
+# A real single-node SLURM for the tests (slurmctld and slurmd on this host, munge auth).
 #
 #   scripts/slurm.sh up       write /etc/slurm/slurm.conf, start munged, slurmctld, slurmd;
 #                             wait until the node is idle. Idempotent; recovers stale state.

@@ -2,7 +2,7 @@
 
 A real UNICORE server cannot run on our machines (Java, not packaged, no Docker), so the
 ``unicore`` driver is tested against this server. It speaks the subset of the UNICORE/X REST
-API that pyunicore 2.0.2 uses (see /work/shared/notes/unicore-rest.md) and executes jobs the
+API that pyunicore 2.0.2 uses (UNICORE/X REST API documentation, unicore.eu) and executes jobs the
 way UNICORE's TSI does: it renders a batch script with ``#SBATCH`` directives from the job
 description, submits it with ``sbatch``, follows it with ``squeue`` and reads the exit code
 the script leaves in ``UNICORE_SCRIPT_EXIT_CODE``.
