@@ -13,22 +13,11 @@ import zipfile
 import httpx
 import pytest
 
-from tests.platform.test_gate_shapes import access_token
 from tests.support.platform import PlatformProcess
 
 EVIL = {"Origin": "http://evil.example"}
 # A navigation or form from another site without Origin (older browsers) still says so.
 EVIL_FETCH = {"Sec-Fetch-Site": "cross-site"}
-
-
-def _session_cookie(platform: PlatformProcess, user: tuple[str, str]) -> str:
-    response = httpx.post(
-        f"{platform.url}/login",
-        data={"username": user[0], "password": user[1], "next": "/"},
-        headers={"Origin": platform.url},
-    )
-    assert response.status_code == 303, response.text
-    return response.cookies["mantik_session"]
 
 
 def _project_zip() -> bytes:
@@ -41,14 +30,14 @@ def _project_zip() -> bytes:
 @pytest.fixture
 def victim(sqlite_platform: PlatformProcess) -> dict[str, str]:
     user = sqlite_platform.new_user("victim")
-    token = access_token(sqlite_platform, user)
+    token = sqlite_platform.access_token(user)
     experiment = httpx.post(
         f"{sqlite_platform.url}/api/2.0/mlflow/experiments/create",
         json={"name": f"{user[0]}-csrf"},
         headers={"Authorization": f"Bearer {token}"},
     ).json()["experiment_id"]
     return {
-        "cookie": _session_cookie(sqlite_platform, user),
+        "cookie": sqlite_platform.session_cookie(user),
         "token": token,
         "experiment": experiment,
     }

@@ -14,7 +14,6 @@ import os
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,24 +23,9 @@ import pytest
 
 import mantik
 from mantik.client import _tokens
-from tests.support.platform import PlatformProcess
+from tests.support.platform import PlatformProcess, unique
 
 API = "/api/2.0/mlflow"
-
-
-def unique(prefix: str) -> str:
-    """Experiment names are unique platform-wide, and the platform lives for the session."""
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-def client_for(platform: PlatformProcess, user: tuple[str, str]) -> httpx.Client:
-    response = httpx.post(
-        f"{platform.url}/api/mantik/tokens/create",
-        json={"username": user[0], "password": user[1]},
-    )
-    assert response.status_code == 201, response.text
-    token = response.json()["AccessToken"]
-    return httpx.Client(base_url=platform.url, headers={"Authorization": f"Bearer {token}"})
 
 
 def sign_in(
@@ -57,7 +41,7 @@ def sign_in(
 def fay_and_eve(sqlite_platform: PlatformProcess) -> Iterator[tuple[tuple[str, str], httpx.Client]]:
     """Fay, who has never tracked anything, and a client of Eve, the squatter."""
     fay = sqlite_platform.new_user("fay")
-    with client_for(sqlite_platform, sqlite_platform.new_user("eve")) as eve:
+    with sqlite_platform.client(sqlite_platform.new_user("eve")) as eve:
         yield fay, eve
 
 
@@ -150,7 +134,7 @@ def test_the_name_is_reserved_in_every_shape(
         ]
         == notes
     )
-    with client_for(sqlite_platform, fay) as client:
+    with sqlite_platform.client(fay) as client:
         mine = client.post(f"{API}/experiments/create", json={"name": victim})
         assert mine.status_code == 200, mine.text
         renamed = client.post(f"{API}/experiments/create", json={"name": unique("fay-scratch")})
@@ -226,7 +210,7 @@ def test_first_time_processes_of_one_user_do_not_race(
     for n, (username, password) in enumerate(users):
         ids = {ids_of_process[n] for ids_of_process in chosen}
         assert len(ids) == 1, (username, ids)
-        with client_for(sqlite_platform, (username, password)) as client:
+        with sqlite_platform.client((username, password)) as client:
             found = client.get(
                 f"{API}/experiments/get-by-name",
                 params={"experiment_name": f"{username}-default"},

@@ -19,23 +19,13 @@ from tests.support.platform import PlatformProcess
 API = "/api/2.0/mlflow"
 
 
-def access_token(platform: PlatformProcess, user: tuple[str, str]) -> str:
-    response = httpx.post(
-        f"{platform.url}/api/mantik/tokens/create",
-        json={"username": user[0], "password": user[1]},
-    )
-    assert response.status_code == 201, response.text
-    token: str = response.json()["AccessToken"]
-    return token
-
-
 @pytest.fixture
 def two_users(sqlite_platform: PlatformProcess) -> Iterator[dict[str, object]]:
     """Alice owns experiment A with a run and a logged model; Bob the same in B."""
     made: dict[str, object] = {}
     for name in ("alice", "bob"):
         user = sqlite_platform.new_user(name)
-        token = access_token(sqlite_platform, user)
+        token = sqlite_platform.access_token(user)
         client = httpx.Client(
             base_url=sqlite_platform.url, headers={"Authorization": f"Bearer {token}"}
         )
@@ -245,7 +235,7 @@ def test_dot_segments_in_artifact_paths_are_refused(
 def test_double_slashes_do_not_route_around_refusals(sqlite_platform: PlatformProcess) -> None:
     """Even an admin cannot create MLflow-only accounts (they could never sign in)."""
     admin = sqlite_platform.new_user("admin", admin=True)
-    headers = {"Authorization": f"Bearer {access_token(sqlite_platform, admin)}"}
+    headers = {"Authorization": f"Bearer {sqlite_platform.access_token(admin)}"}
     for n, path in enumerate(("//api/2.0/mlflow/users/create", "/api//2.0/mlflow/users/create")):
         response = httpx.post(
             httpx.URL(sqlite_platform.url + path),
@@ -279,7 +269,7 @@ def test_only_admins_list_users(
     client: httpx.Client = two_users["alice"]["client"]  # type: ignore[assignment]
     assert client.get(f"{API}/users/list").status_code == 403
     admin = sqlite_platform.new_user("admin", admin=True)
-    token = access_token(sqlite_platform, admin)
+    token = sqlite_platform.access_token(admin)
     listed = httpx.get(
         f"{sqlite_platform.url}{API}/users/list", headers={"Authorization": f"Bearer {token}"}
     )

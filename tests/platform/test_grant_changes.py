@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import uuid
 
-import httpx
-
-from tests.platform.test_gate_shapes import access_token
 from tests.support.platform import PlatformProcess
 
 API = "/api/2.0/mlflow"
@@ -20,13 +17,8 @@ ROLES = "/api/3.0/mlflow/roles"
 TRIES = 6
 
 
-def _client(platform: PlatformProcess, user: tuple[str, str]) -> httpx.Client:
-    token = access_token(platform, user)
-    return httpx.Client(base_url=platform.url, headers={"Authorization": f"Bearer {token}"})
-
-
 def test_owner_keeps_access_to_a_renamed_model(sqlite_platform: PlatformProcess) -> None:
-    alice = _client(sqlite_platform, sqlite_platform.new_user("rename"))
+    alice = sqlite_platform.client(sqlite_platform.new_user("rename"))
     old, new = f"model-{uuid.uuid4().hex[:8]}", f"model-{uuid.uuid4().hex[:8]}"
     assert alice.post(f"{API}/registered-models/create", json={"name": old}).status_code == 200
     for _ in range(TRIES):  # every worker caches alice's grants
@@ -44,10 +36,10 @@ def test_owner_keeps_access_to_a_renamed_model(sqlite_platform: PlatformProcess)
 def test_a_role_counts_from_the_next_request_and_ends_as_fast(
     sqlite_platform: PlatformProcess,
 ) -> None:
-    alice = _client(sqlite_platform, sqlite_platform.new_user("owner"))
+    alice = sqlite_platform.client(sqlite_platform.new_user("owner"))
     bob_user = sqlite_platform.new_user("reader")
-    bob = _client(sqlite_platform, bob_user)
-    admin = _client(sqlite_platform, sqlite_platform.new_user("root", admin=True))
+    bob = sqlite_platform.client(bob_user)
+    admin = sqlite_platform.client(sqlite_platform.new_user("root", admin=True))
     experiment = alice.post(
         f"{API}/experiments/create", json={"name": f"roles-{uuid.uuid4().hex[:8]}"}
     ).json()["experiment_id"]

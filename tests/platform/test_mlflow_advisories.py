@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from tests.platform import test_gate_shapes
+from tests.support.platform import unique
 
 API = "/api/2.0/mlflow"
 AJAX = "/ajax-api/2.0/mlflow"
@@ -77,10 +78,6 @@ two_users = test_gate_shapes.two_users
 @pytest.fixture
 def users(two_users: dict[str, dict[str, object]]) -> tuple[Side, Side]:
     return sides(two_users)
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
 def upload(side: Side, relative: str, content: bytes) -> None:

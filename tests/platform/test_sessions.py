@@ -12,7 +12,6 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from tests.platform.test_csrf import _session_cookie
 from tests.platform.test_identity import CREATE, REFRESH, post, sign_in
 from tests.support.platform import PlatformProcess
 
@@ -41,7 +40,7 @@ def _answers(platform: PlatformProcess, token: str, cookie: str) -> set[int]:
 def signed_in(sqlite_platform: PlatformProcess) -> dict[str, str]:
     user = sqlite_platform.new_user("sessions")
     tokens = sign_in(sqlite_platform, user)
-    cookie = _session_cookie(sqlite_platform, user)
+    cookie = sqlite_platform.session_cookie(user)
     # Every worker has verified and cached both by now.
     assert _answers(sqlite_platform, tokens["AccessToken"], cookie) == {200}
     return {"username": user[0], "password": user[1], "cookie": cookie, **tokens}
@@ -77,7 +76,7 @@ def test_a_password_change_ends_the_old_sessions(
     assert changed.status_code == 204, changed.text
     assert _answers(sqlite_platform, signed_in["AccessToken"], signed_in["cookie"]) == {401}
     fresh = sign_in(sqlite_platform, (signed_in["username"], "Another-pass-7!"))
-    cookie = _session_cookie(sqlite_platform, (signed_in["username"], "Another-pass-7!"))
+    cookie = sqlite_platform.session_cookie((signed_in["username"], "Another-pass-7!"))
     assert _answers(sqlite_platform, fresh["AccessToken"], cookie) == {200}
 
 
@@ -89,7 +88,7 @@ def test_disable_then_enable_does_not_revive_old_tokens(
     sqlite_platform.admin("users", "enable", signed_in["username"])
     assert _answers(sqlite_platform, signed_in["AccessToken"], signed_in["cookie"]) == {401}
     fresh = sign_in(sqlite_platform, (signed_in["username"], signed_in["password"]))
-    cookie = _session_cookie(sqlite_platform, (signed_in["username"], signed_in["password"]))
+    cookie = sqlite_platform.session_cookie((signed_in["username"], signed_in["password"]))
     assert _answers(sqlite_platform, fresh["AccessToken"], cookie) == {200}
 
 

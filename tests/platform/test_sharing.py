@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,9 +20,8 @@ import mlflow
 import pytest
 from mlflow.exceptions import MlflowException
 
-from tests.platform.test_gate_shapes import access_token
 from tests.platform.test_tracking import sign_in
-from tests.support.platform import PlatformProcess
+from tests.support.platform import PlatformProcess, unique
 
 User = tuple[str, str]
 Cli = Callable[..., subprocess.CompletedProcess[str]]
@@ -66,10 +64,6 @@ def failed(result: subprocess.CompletedProcess[str]) -> str:
     assert result.returncode == 1, result.stdout + result.stderr
     assert "Traceback" not in result.stderr
     return result.stderr.strip()
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
 def test_models_share_gives_exactly_the_permission_asked_for(
@@ -217,7 +211,7 @@ def test_prompt_grants_need_a_prompt_and_manage_on_it(sqlite_platform: PlatformP
     """MLflow's own grant API, which the platform opens to prompts: still its MANAGE check,
     and a ``prompt`` grant must name a prompt — not a former prompt that is now a model."""
     owner, colleague = sqlite_platform.new_user("gowner"), sqlite_platform.new_user("gmate")
-    headers = {"Authorization": f"Bearer {access_token(sqlite_platform, owner)}"}
+    headers = {"Authorization": f"Bearer {sqlite_platform.access_token(owner)}"}
     client = httpx.Client(base_url=sqlite_platform.url, headers=headers)
     prompt, model = unique("prompt"), unique("model")
     for name, tags in (
@@ -250,7 +244,7 @@ def test_prompt_grants_need_a_prompt_and_manage_on_it(sqlite_platform: PlatformP
     assert untagged.status_code == 400, untagged.text
     assert grant(model).status_code == 403
     assert grant("no-such-prompt").status_code == 403
-    mate = {"Authorization": f"Bearer {access_token(sqlite_platform, colleague)}"}
+    mate = {"Authorization": f"Bearer {sqlite_platform.access_token(colleague)}"}
     reshare = httpx.post(
         f"{sqlite_platform.url}/api/3.0/mlflow/users/permissions/grant",
         json={"username": owner[0], "resource_type": "prompt", "resource_id": prompt,

@@ -11,7 +11,6 @@ a local folder, so no S3 request can succeed here; the s3:// source is judged al
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,24 +20,10 @@ import mlflow
 import pytest
 
 import mantik
-from tests.support.platform import PlatformProcess
+from tests.support.platform import PlatformProcess, unique
 
 API = "/api/2.0/mlflow"
 SECRET = b"bob's weights"
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-def client_for(platform: PlatformProcess, user: tuple[str, str]) -> httpx.Client:
-    response = httpx.post(
-        f"{platform.url}/api/mantik/tokens/create",
-        json={"username": user[0], "password": user[1]},
-    )
-    assert response.status_code == 201, response.text
-    token = response.json()["AccessToken"]
-    return httpx.Client(base_url=platform.url, headers={"Authorization": f"Bearer {token}"})
 
 
 def own_things(client: httpx.Client, *, secret: bytes | None = None) -> dict[str, str]:
@@ -68,8 +53,8 @@ def alice_and_bob(sqlite_platform: PlatformProcess) -> Iterator[Users]:
     """Clients of Alice (the attacker) and Bob, Alice's credentials and Bob's name."""
     alice, bob = sqlite_platform.new_user("alice"), sqlite_platform.new_user("bob")
     with (
-        client_for(sqlite_platform, alice) as alice_client,
-        client_for(sqlite_platform, bob) as bob_client,
+        sqlite_platform.client(alice) as alice_client,
+        sqlite_platform.client(bob) as bob_client,
     ):
         yield alice_client, bob_client, alice, bob[0]
 

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -24,6 +25,11 @@ from mantik.server.platform import build
 from mantik.server.tracking import mlflow_app
 
 _counter = itertools.count()
+
+
+def unique(prefix: str) -> str:
+    """A fresh name: names are platform-wide, and a platform lives for the test session."""
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
 def free_port() -> int:
@@ -73,6 +79,30 @@ class PlatformProcess:
         assert response.status_code == 204, response.text
         self.passwords.append(password)
         return username, password
+
+    def access_token(self, user: tuple[str, str]) -> str:
+        response = httpx.post(
+            f"{self.url}/api/mantik/tokens/create",
+            json={"username": user[0], "password": user[1]},
+        )
+        assert response.status_code == 201, response.text
+        token: str = response.json()["AccessToken"]
+        return token
+
+    def client(self, user: tuple[str, str]) -> httpx.Client:
+        """An HTTP client on the platform, signed in as ``user`` with a Bearer token."""
+        headers = {"Authorization": f"Bearer {self.access_token(user)}"}
+        return httpx.Client(base_url=self.url, headers=headers)
+
+    def session_cookie(self, user: tuple[str, str]) -> str:
+        """The browser session cookie a sign-in at /login sets."""
+        response = httpx.post(
+            f"{self.url}/login",
+            data={"username": user[0], "password": user[1], "next": "/"},
+            headers={"Origin": self.url},
+        )
+        assert response.status_code == 303, response.text
+        return response.cookies["mantik_session"]
 
     def settings(self) -> ServerSettings:
         keys = ("MANTIK_DATABASE_URI", "MANTIK_AUTH_DATABASE_URI", "MANTIK_BACKEND_STORE_URI")
