@@ -11,7 +11,7 @@ failures after a quiet day.
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -93,9 +93,7 @@ def _count(
         )
         .returning(SignInFailures.failures, SignInFailures.blocked_until)
     )
-    failures, blocked_until = session.execute(statement).one()
-    if blocked_until is not None and blocked_until.tzinfo is None:  # SQLite drops the zone
-        blocked_until = blocked_until.replace(tzinfo=UTC)
+    failures, blocked_until = session.execute(statement).one()  # UTCDateTime: zone kept
     return int(failures), blocked_until
 
 
