@@ -118,8 +118,8 @@ def test_a_symlinked_job_log_exposes_nothing(tmp_path: object) -> None:
     from pathlib import Path
 
     from mantik.server.compute.drivers.local.driver import LocalDriver
+    from mantik.server.compute.drivers.site_config import SiteConfig
     from mantik.server.compute.jobs import TrackedJob
-    from mantik.server.compute.site_config import SiteConfig
 
     root = Path(str(tmp_path))
     secret = root / "jwt-signing-key.pem"

@@ -7,7 +7,7 @@ from pydantic import ValidationError
 
 from mantik.server.compute.drivers.base import Driver
 from mantik.server.compute.drivers.catalog import DRIVERS
-from mantik.server.compute.site_config import SiteConfig
+from mantik.server.compute.drivers.site_config import SiteConfig
 from mantik.server.compute.sites import Sites
 from mantik.server.config import ServerSettings
 

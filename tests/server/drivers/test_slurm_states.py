@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from mantik.compute.states import JobState
+from mantik.server.compute.drivers.site_config import SiteConfig
 from mantik.server.compute.drivers.slurm.driver import SlurmDriver
 from mantik.server.compute.jobs import TrackedJob
-from mantik.server.compute.site_config import SiteConfig
 
 CASES = {
     "11": ("COMPLETED", "None", JobState.COMPLETED, "FINISHED"),

@@ -15,9 +15,9 @@ import pytest
 
 from mantik.compute.config import validate_backend_config
 from mantik.server.compute.drivers.base import Driver
+from mantik.server.compute.drivers.site_config import SiteConfig
 from mantik.server.compute.drivers.slurm.render import sbatch_arguments
 from mantik.server.compute.drivers.wrapper import render_wrapper
-from mantik.server.compute.site_config import SiteConfig
 from mantik.server.compute.spec import JobSpec
 from tests.server.golden_files import without_node_scripts
 
@@ -130,6 +130,7 @@ def recorder() -> Any:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield server
     server.shutdown()
+    server.server_close()
 
 
 @pytest.mark.parametrize(("code", "status"), [(0, "FINISHED"), (3, "FAILED")])
@@ -169,11 +170,13 @@ def test_wrapper_records_killed_on_sigterm(tmp_path: Path, recorder: Any) -> Non
     )
     Driver.write_job(_NoDriver(), job, "t")
     (tmp_path / "project").mkdir()
-    process = subprocess.Popen(["bash", str(job.script_path)], stdout=subprocess.PIPE, text=True)
-    assert process.stdout is not None
-    assert process.stdout.readline() == "started\n"
-    process.terminate()
-    assert process.wait(timeout=30) == 143
+    with subprocess.Popen(
+        ["bash", str(job.script_path)], stdout=subprocess.PIPE, text=True
+    ) as process:
+        assert process.stdout is not None
+        assert process.stdout.readline() == "started\n"
+        process.terminate()
+        assert process.wait(timeout=30) == 143
     updates = [json.loads(b) for _, p, _, b in _Recorder.calls if p.endswith("runs/update")]
     assert updates[-1]["status"] == "KILLED"
 

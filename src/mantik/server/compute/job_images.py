@@ -10,10 +10,10 @@ from sqlalchemy import select
 
 from mantik.compute.config import BackendConfig
 from mantik.compute.states import JobState
+from mantik.server.compute.drivers.site_config import SiteConfig
 from mantik.server.compute.errors import InvalidSubmission
 from mantik.server.compute.images import ImageCache, check_digest
 from mantik.server.compute.job_folder import IMAGE_DIGEST, STAGED_IMAGE, JobFolder
-from mantik.server.compute.site_config import SiteConfig
 from mantik.server.compute.submission import inside
 from mantik.server.db import Database
 from mantik.server.models import ComputeJob

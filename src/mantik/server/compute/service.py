@@ -18,6 +18,7 @@ from sqlalchemy import select
 
 from mantik.compute.config import BackendConfig
 from mantik.compute.states import JobState
+from mantik.server.compute.drivers.site_config import SiteConfig
 from mantik.server.compute.errors import (
     ExperimentNotFound,
     Forbidden,
@@ -32,7 +33,6 @@ from mantik.server.compute.jobs import SiteCredentials, TrackedJob
 from mantik.server.compute.lifecycle import Lifecycle
 from mantik.server.compute.offline.syncer import OfflineSyncer
 from mantik.server.compute.runs import RunStore
-from mantik.server.compute.site_config import SiteConfig
 from mantik.server.compute.sites import Sites
 from mantik.server.compute.spec import JobSpec
 from mantik.server.compute.submission import Prepared, Submission, Submitted, prepare

@@ -11,11 +11,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mantik.compute.states import JobState, Observation
+from mantik.server.compute.drivers.site_config import SiteConfig
 from mantik.server.compute.drivers.wrapper import render_wrapper
 from mantik.server.compute.job_folder import JobFolder
 from mantik.server.compute.jobs import SiteCredentials, TrackedJob
 from mantik.server.compute.offline.files import read_job_text
-from mantik.server.compute.site_config import SiteConfig
 from mantik.server.compute.spec import JobSpec
 from mantik.server.identity.keys import write_secret_file
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 
 from mantik.compute.config import GIB, MIB
+from mantik.server.compute.drivers.site_config import SiteConfig
 from mantik.server.compute.errors import InvalidSubmission
-from mantik.server.compute.site_config import SiteConfig
 from mantik.server.compute.spec import JobSpec
 
 _MINUTE, _HOUR, _DAY = 60, 3600, 86400

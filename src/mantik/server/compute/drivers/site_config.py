@@ -1,5 +1,5 @@
 """One compute site as the platform admin declares it in the sites file (``MANTIK_SITES_FILE``,
-YAML); :mod:`.sites` holds the configured ones."""
+YAML); :mod:`mantik.server.compute.sites` holds the configured ones."""
 
 from __future__ import annotations
 
