@@ -7,6 +7,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from mantik import _mlflow_internals as mlflow_internals
 from mantik._exceptions import PlatformError
 from mantik._naming import default_experiment
 from mantik.client import _env, _tokens
@@ -53,14 +54,13 @@ def _choose_personal_default(username: str) -> None:
     processes such as ``mlflow run --experiment-name``, which refuses two choices).
     """
     import mlflow
-    from mlflow.tracking import fluent
 
-    if fluent._active_experiment_id is not None or any(
+    if mlflow_internals.active_experiment_id() is not None or any(
         os.environ.get(name) for name in _EXPERIMENT_CHOICES
     ):
         return
     experiment_id = _personal_default_id(mlflow.MlflowClient(), default_experiment(username))
-    fluent._active_experiment_id = experiment_id  # type: ignore[assignment]
+    mlflow_internals.set_active_experiment_id(experiment_id)
 
 
 def _personal_default_id(client: Any, name: str) -> str:

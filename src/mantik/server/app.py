@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from mantik import _mlflow_internals as mlflow_internals
 from mantik._version import __version__
 from mantik.server.api import compute, errors, identity, images, pages
 from mantik.server.compute.poller import start_background as start_poller
@@ -114,11 +115,11 @@ class PlatformApp:
 
 
 def _gate(platform: Platform) -> authorization.AuthGate:
-    from mlflow.server import auth as mlflow_auth
-
     def ensure_mlflow_user(username: str) -> None:
         mlflow_app.ensure_user(
-            mlflow_auth.store, username, is_admin=platform.identity.is_admin(username)
+            mlflow_internals.permission_store(),
+            username,
+            is_admin=platform.identity.is_admin(username),
         )
 
     return authorization.AuthGate(

@@ -6,12 +6,10 @@ that dominate the cost of ``log_metric`` behind auth. A run never changes experi
 that mapping is cached for good; user rows (the admin flag) for ``ttl`` seconds, role
 grants for at most 10 s — and neither beyond a change of users or permissions in any
 worker (a stamp file in the data dir, bumped by every such change).
-Written against the pinned MLflow version (private functions of ``mlflow.server.auth``).
 """
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import threading
 import time
@@ -19,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from mantik import _mlflow_internals as mlflow_internals
 from mantik.server.change_stamp import ChangeStamp
 
 _MAX_ENTRIES = 100_000
@@ -29,52 +28,11 @@ READS = ("get_", "list_", "has_", "is_", "user_has_", "authenticate_")
 
 
 def install(ttl: float, stamp_path: Path) -> None:
-    auth: Any = importlib.import_module("mlflow.server.auth")  # private API, pinned MLflow
-
-    original_run_requirement = auth._run_requirement
-    experiment_of_run: dict[str, str] = {}
-
-    def run_requirement(run_id: str, action: str) -> Any:
-        experiment_id = experiment_of_run.get(run_id) if isinstance(run_id, str) else None
-        if experiment_id is None:
-            resolved = original_run_requirement(run_id, action)
-            if resolved is not None:
-                if len(experiment_of_run) >= _MAX_ENTRIES:
-                    experiment_of_run.clear()
-                experiment_of_run[run_id] = resolved[0][1]
-            return resolved
-        # The same requirements MLflow builds from the run it would have loaded.
-        experiment = (auth.RESOURCE_TYPE_EXPERIMENT, experiment_id)
-        return experiment, [
-            auth.Requirement(auth.RESOURCE_TYPE_EXPERIMENT, experiment_id, "read"),
-            auth.Requirement(
-                auth.RESOURCE_TYPE_RUN, "*", action, fallback_if_no_grant=(experiment,)
-            ),
-        ]
-
-    auth._run_requirement = run_requirement
-
-    # log_batch: MLflow parses the whole batch into a protobuf only to collect the metrics'
-    # model ids, then the handler parses it again. The ids are read from the JSON here
-    # (both spellings protobuf's JSON accepts) and checked exactly as MLflow checks them.
-    def validate_can_log_batch() -> bool:
-        body = auth.request.get_json(silent=True)
-        metrics = body.get("metrics") if isinstance(body, dict) else None
-        model_ids: set[str] = set()
-        for metric in metrics if isinstance(metrics, list) else []:
-            if isinstance(metric, dict):
-                for key in ("model_id", "modelId"):
-                    if metric.get(key):
-                        model_ids.add(str(metric[key]))
-        return bool(auth._validate_can_update_run_and_models(model_ids))
-
-    for route, validator in list(auth.BEFORE_REQUEST_VALIDATORS.items()):
-        if validator is auth.validate_can_log_batch:
-            auth.BEFORE_REQUEST_VALIDATORS[route] = validate_can_log_batch
-
+    mlflow_internals.wrap_run_requirement(_remembering_experiments)
+    mlflow_internals.replace_validator("validate_can_log_batch", _log_batch_check)
     if ttl <= 0:
         return
-    store: Any = auth.store
+    store: Any = mlflow_internals.permission_store()
     lock = threading.Lock()
     stamp = ChangeStamp(stamp_path)
     users: dict[Any, tuple[Any, float, int]] = {}
@@ -96,6 +54,46 @@ def install(ttl: float, stamp_path: Path) -> None:
     )
     for name in changing_methods(store):
         setattr(store, name, _clearing(getattr(store, name), stamp, grants, users))
+
+
+def _remembering_experiments(
+    original: Callable[[str, str], Any],
+) -> Callable[[str, str], Any]:
+    experiment_of_run: dict[str, str] = {}
+
+    def run_requirement(run_id: str, action: str) -> Any:
+        experiment_id = experiment_of_run.get(run_id) if isinstance(run_id, str) else None
+        if experiment_id is None:
+            resolved = original(run_id, action)
+            if resolved is not None:
+                if len(experiment_of_run) >= _MAX_ENTRIES:
+                    experiment_of_run.clear()
+                experiment_of_run[run_id] = resolved[0][1]
+            return resolved
+        # The same requirements MLflow builds from the run it would have loaded.
+        return mlflow_internals.run_requirements(experiment_id, action)
+
+    return run_requirement
+
+
+def _log_batch_check(original: Callable[[], bool]) -> Callable[[], bool]:
+    # log_batch: MLflow parses the whole batch into a protobuf only to collect the metrics'
+    # model ids, then the handler parses it again. The ids are read from the JSON here
+    # (both spellings protobuf's JSON accepts) and checked exactly as MLflow checks them.
+    def validate_can_log_batch() -> bool:
+        from flask import request
+
+        body = request.get_json(silent=True)
+        metrics = body.get("metrics") if isinstance(body, dict) else None
+        model_ids: set[str] = set()
+        for metric in metrics if isinstance(metrics, list) else []:
+            if isinstance(metric, dict):
+                for key in ("model_id", "modelId"):
+                    if metric.get(key):
+                        model_ids.add(str(metric[key]))
+        return mlflow_internals.can_update_run_and_models(model_ids)
+
+    return validate_can_log_batch
 
 
 def changing_methods(store: Any) -> list[str]:

@@ -18,6 +18,7 @@ from urllib.parse import quote
 from flask import Response
 from werkzeug.datastructures import Authorization
 
+from mantik import _mlflow_internals as mlflow_internals
 from mantik.server.change_stamp import ChangeStamp
 from mantik.server.identity.service import AccountState
 from mantik.server.identity.tokens import InvalidToken, Principal, TokenService
@@ -161,17 +162,14 @@ def _refuse(status: int, error_code: str, message: str) -> Response:
 
 
 def _is_mlflow_admin(username: str) -> bool:
-    from mlflow.server import auth as mlflow_auth
-
-    return bool(mlflow_auth.store.get_user(username).is_admin)
+    return bool(mlflow_internals.permission_store().get_user(username).is_admin)
 
 
 def _logged_model_experiment(model_id: str) -> str | None:
     from mlflow.exceptions import MlflowException
-    from mlflow.server.handlers import _get_tracking_store
 
     try:
-        return str(_get_tracking_store().get_logged_model(model_id).experiment_id)
+        return str(mlflow_internals.tracking_store().get_logged_model(model_id).experiment_id)
     except MlflowException:
         return None
 

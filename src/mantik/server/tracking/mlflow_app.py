@@ -9,13 +9,13 @@ from __future__ import annotations
 import configparser
 import io
 import os
-import sys
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
+from mantik import _mlflow_internals as mlflow_internals
 from mantik.server.config import ServerSettings
 from mantik.server.identity.keys import load_or_create_secret, write_secret_file
 from mantik.server.tracking import prompt_grants, trace_writes
@@ -110,48 +110,33 @@ def prepare_stores(settings: ServerSettings) -> None:
     write_auth_config(settings)
     os.environ.update(environment(settings))
     with _quiet_imports():
-        from mlflow.server.auth.sqlalchemy_store import SqlAlchemyStore
-        from mlflow.server.handlers import initialize_backend_stores
-
-    initialize_backend_stores(
-        settings.resolved_backend_store_uri,
-        settings.resolved_backend_store_uri,
-        "mlflow-artifacts:/",
-    )
-    auth_store = SqlAlchemyStore()
-    auth_store.init_db(settings.resolved_auth_database_uri)  # type: ignore[no-untyped-call]
-    auth_store.engine.dispose()
+        mlflow_internals.initialize_backend_stores(
+            settings.resolved_backend_store_uri, "mlflow-artifacts:/"
+        )
+        store = mlflow_internals.open_permission_store(settings.resolved_auth_database_uri)
+    store.engine.dispose()
 
 
 def auth_store(settings: ServerSettings) -> Any:
     """MLflow's permission store, for the admin CLI."""
     with _quiet_imports():
-        from mlflow.server.auth.sqlalchemy_store import SqlAlchemyStore
-
-    store = SqlAlchemyStore()
-    store.init_db(settings.resolved_auth_database_uri)  # type: ignore[no-untyped-call]
-    return store
+        return mlflow_internals.open_permission_store(settings.resolved_auth_database_uri)
 
 
 def create_mlflow_app(settings: ServerSettings) -> Any:
     """MLflow's FastAPI app (REST, UI, artifact proxy) behind its auth app."""
     # MLflow's auth app reads its config once, when first imported: imported before our
     # environment, it would run with its defaults (READ for everyone, ./basic_auth.db).
-    premature = "mlflow.server.auth" in sys.modules
+    premature = mlflow_internals.auth_imported()
     os.environ.update(environment(settings))
     with _quiet_imports():
-        from mlflow.server import auth
-        from mlflow.server.auth import create_app
-
-        if premature and (
-            auth.auth_config.database_uri != settings.resolved_auth_database_uri
-            or auth.auth_config.default_permission != "NO_PERMISSIONS"
-        ):
+        wanted = (settings.resolved_auth_database_uri, "NO_PERMISSIONS")
+        if premature and mlflow_internals.auth_settings() != wanted:
             raise RuntimeError(
-                "mlflow.server.auth was imported before mantik configured it; "
+                "MLflow's auth app was imported before mantik configured it; "
                 "refusing to serve with MLflow's default permissions"
             )
-        app = create_app()
+        app = mlflow_internals.create_auth_app()
     prompt_grants.install()
     trace_writes.install()
     return app

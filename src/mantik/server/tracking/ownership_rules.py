@@ -19,6 +19,7 @@ import urllib.parse
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from mantik import _mlflow_internals as mlflow_internals
 from mantik._naming import default_experiment_owner
 from mantik.server.tracking import permissions
 from mantik.server.tracking.request_rules import Refusal, Unread
@@ -57,9 +58,8 @@ class MlflowLookups:
 
     def run(self, run_id: str) -> Holder | None:
         from mlflow.exceptions import MlflowException
-        from mlflow.server.handlers import _get_tracking_store
 
-        store: Any = _get_tracking_store()
+        store: Any = mlflow_internals.tracking_store()
         try:
             info = store.get_run(run_id).info
         except MlflowException:
@@ -68,10 +68,9 @@ class MlflowLookups:
 
     def logged_model(self, model_id: str) -> Holder | None:
         from mlflow.exceptions import MlflowException
-        from mlflow.server.handlers import _get_tracking_store
 
         try:
-            model = _get_tracking_store().get_logged_model(model_id)
+            model = mlflow_internals.tracking_store().get_logged_model(model_id)
         except MlflowException:
             return None
         return Holder(str(model.experiment_id), str(model.artifact_location))

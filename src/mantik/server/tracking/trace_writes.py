@@ -7,14 +7,14 @@ assessments into the caller's experiment, and an OTLP export adds or replaces it
 Whoever had once seen a trace id could take the trace. :func:`install` refuses such writes
 in the store, and checks the run an OTLP export links its traces to (``X-Mlflow-Run-Id``)
 as MLflow checks its own link-to-run route: UPDATE on the run.
-Written against the pinned MLflow version (private parts of ``mlflow.server``).
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
+
+from mantik import _mlflow_internals as mlflow_internals
 
 _EXPERIMENT_HEADER = "x-mlflow-experiment-id"
 _RUN_HEADER = "x-mlflow-run-id"
@@ -23,14 +23,13 @@ Validator = Callable[[str, Any], Awaitable[bool]]
 
 
 def install() -> None:
-    handlers: Any = importlib.import_module("mlflow.server.handlers")
-    auth: Any = importlib.import_module("mlflow.server.auth")  # private API, pinned MLflow
-    _guard_store(handlers._get_tracking_store())
+    _guard_store(mlflow_internals.tracking_store())
+    mlflow_internals.wrap_otel_validator(_checking_linked_run)
 
-    original_otel_validator: Callable[[str], Validator] = auth._get_otel_validator
 
+def _checking_linked_run(original: Callable[[str], Validator]) -> Callable[[str], Validator]:
     def otel_validator(path: str) -> Validator:
-        experiment_check = original_otel_validator(path)
+        experiment_check = original(path)
 
         async def validator(username: str, request: Any) -> bool:
             # One value each: the check and the handler must not read different ones.
@@ -41,15 +40,15 @@ def install() -> None:
             run_id = request.headers.get(_RUN_HEADER)
             if not run_id:
                 return True
-            resolved = auth._run_requirement(run_id, "update")
+            resolved = mlflow_internals.run_requirement(run_id, "update")
             if resolved is None:
                 return False
             anchor, requirements = resolved
-            return bool(auth.authorize(username, anchor, requirements))
+            return mlflow_internals.authorize(username, anchor, requirements)
 
         return validator
 
-    auth._get_otel_validator = otel_validator
+    return otel_validator
 
 
 def _guard_store(store: Any) -> None:
