@@ -47,6 +47,8 @@ class PlatformProcess:
     env: dict[str, str]
     process: subprocess.Popen[bytes]
     passwords: list[str] = field(default_factory=list)
+    # Clients handed to tests, closed when the platform stops (no socket left to the GC).
+    clients: list[httpx.Client] = field(default_factory=list)
 
     def admin(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         """Run ``mantik admin …`` against this platform's stores."""
@@ -92,7 +94,9 @@ class PlatformProcess:
     def client(self, user: tuple[str, str]) -> httpx.Client:
         """An HTTP client on the platform, signed in as ``user`` with a Bearer token."""
         headers = {"Authorization": f"Bearer {self.access_token(user)}"}
-        return httpx.Client(base_url=self.url, headers=headers)
+        client = httpx.Client(base_url=self.url, headers=headers)
+        self.clients.append(client)
+        return client
 
     def session_cookie(self, user: tuple[str, str]) -> str:
         """The browser session cookie a sign-in at /login sets."""
@@ -178,7 +182,10 @@ def start_platform(
         )
     try:
         _wait_ready(url, process, log_path, timeout)
-        yield PlatformProcess(url, data_dir, log_path, extra, process)
+        platform = PlatformProcess(url, data_dir, log_path, extra, process)
+        yield platform
+        for client in platform.clients:
+            client.close()
     finally:
         process.terminate()
         try:
