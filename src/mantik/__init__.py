@@ -13,7 +13,10 @@ from mantik._exceptions import (
     RunTimeout,
 )
 from mantik._version import __version__
-from mantik.client._compute import ComputeBackendClient, RunInfo, SubmittedRun
+from mantik.client._compute import ComputeBackendClient
+from mantik.client._progress import UploadProgress
+from mantik.client._runs import RunInfo, SubmittedRun
+from mantik.client._tokens import Tokens
 from mantik.client._tracking import init_tracking
 
 __all__ = [
@@ -28,6 +31,8 @@ __all__ = [
     "RunInfo",
     "RunTimeout",
     "SubmittedRun",
+    "Tokens",
+    "UploadProgress",
     "__version__",
     "init_tracking",
 ]

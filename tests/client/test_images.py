@@ -15,9 +15,9 @@ import pytest
 
 import mantik
 from mantik.client import _images
-from mantik.compute.archive import iter_project_files
-from mantik.compute.config import validate_backend_config
-from mantik.compute.project import load_project
+from mantik.compute.archive.pack import iter_project_files
+from mantik.compute.config.loading import validate_backend_config
+from mantik.compute.project.loading import load_project
 from tests.support import apptainer
 
 IMAGE_ID = "ab" * 32

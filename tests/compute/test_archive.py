@@ -19,14 +19,13 @@ from typing import BinaryIO, cast
 import pytest
 
 from mantik import ConfigurationError
-from mantik.compute.archive import (
-    UnsafeArchive,
+from mantik.compute.archive.pack import (
     ZipSummary,
     iter_project_files,
-    safe_extract,
     write_project_zip,
     zip_project_to_tempfile,
 )
+from mantik.compute.archive.unpack import UnsafeArchive, safe_extract
 
 MiB = 1024**2
 

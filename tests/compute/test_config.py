@@ -11,19 +11,20 @@ from typing import Any
 import pytest
 
 from mantik._exceptions import ConfigurationError
-from mantik.compute.config import (
+from mantik.compute.config.loading import (
+    load_backend_config,
+    parse_backend_config,
+    validate_backend_config,
+)
+from mantik.compute.config.model import BackendConfig, Resources
+from mantik.compute.config.units import (
     GIB,
     KIB,
     MIB,
-    BackendConfig,
-    Resources,
-    load_backend_config,
-    parse_backend_config,
     parse_memory,
     parse_runtime,
     unicore_memory,
     unicore_runtime,
-    validate_backend_config,
 )
 from mantik.server.compute.drivers.slurm.render import slurm_memory, slurm_time
 

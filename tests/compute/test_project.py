@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from mantik import ConfigurationError
-from mantik.compute.project import EntryPoint, MLProject, Parameter, load_project
+from mantik.compute.project.loading import load_project
+from mantik.compute.project.model import EntryPoint, MLProject, Parameter
 
 HOSTILE = [
     "a'; echo foo",

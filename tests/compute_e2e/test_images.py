@@ -214,7 +214,7 @@ def test_missing_remote_image_or_unknown_digest_is_refused_without_a_run(
 
 
 def _zip(project: Path) -> bytes:
-    from mantik.compute.archive import zip_project_to_tempfile
+    from mantik.compute.archive.pack import zip_project_to_tempfile
 
     path = zip_project_to_tempfile(project)
     try:

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from mantik.server.config import ServerSettings
+from mantik.server.settings import ServerSettings
 from mantik.server.tracking import mlflow_app, route_rules
 from mantik.server.tracking.route_rules import Rule
 

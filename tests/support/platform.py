@@ -19,9 +19,9 @@ from typing import Any
 import httpx
 
 from mantik.server.compute.service import ComputeService
-from mantik.server.config import ServerSettings
 from mantik.server.identity.service import IdentityService
 from mantik.server.platform import build
+from mantik.server.settings import ServerSettings
 from mantik.server.tracking import mlflow_app
 
 _counter = itertools.count()

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 if TYPE_CHECKING:
-    from mantik.server.config import ServerSettings
+    from mantik.server.settings import ServerSettings
 
 DataDir = Annotated[
     Path | None,
@@ -38,6 +38,6 @@ AuthDatabaseUri = Annotated[
 
 def settings(**overrides: Any) -> ServerSettings:
     """Settings from ``MANTIK_*`` variables, overridden by the flags that were given."""
-    from mantik.server.config import ServerSettings
+    from mantik.server.settings import ServerSettings
 
     return ServerSettings(**{k: v for k, v in overrides.items() if v is not None})

@@ -13,8 +13,8 @@ from mantik.cli import _server_options as opts
 from mantik.cli._output import fail, out
 
 if TYPE_CHECKING:
-    from mantik.server.config import ServerSettings
     from mantik.server.platform import Platform
+    from mantik.server.settings import ServerSettings
 
 app = typer.Typer(help="Administer the platform (runs on the platform host).", no_args_is_help=True)
 users = typer.Typer(help="Create and manage user accounts.", no_args_is_help=True)

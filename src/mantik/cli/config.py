@@ -11,7 +11,7 @@ import typer
 from mantik.cli._output import fail
 
 if TYPE_CHECKING:
-    from mantik.compute.config import BackendConfig
+    from mantik.compute.config.model import BackendConfig
 
 app = typer.Typer(
     help="Check backend configuration files (compute-backend-config.json).",
@@ -22,7 +22,7 @@ app = typer.Typer(
 @app.command()
 def schema() -> None:
     """Print the JSON Schema of the backend configuration (for editors and CI)."""
-    from mantik.compute.config import BackendConfig
+    from mantik.compute.config.model import BackendConfig
 
     typer.echo(json.dumps(BackendConfig.model_json_schema(by_alias=True), indent=2))
 
@@ -33,7 +33,7 @@ def check(
 ) -> None:
     """Validate a backend configuration file and summarise what the run would ask for."""
     from mantik._exceptions import ConfigurationError
-    from mantik.compute.config import load_backend_config
+    from mantik.compute.config.loading import load_backend_config
 
     try:
         config = load_backend_config(file)
@@ -44,7 +44,7 @@ def check(
 
 
 def _summary(config: BackendConfig) -> str:
-    from mantik.compute.config import unicore_memory, unicore_runtime
+    from mantik.compute.config.units import unicore_memory, unicore_runtime
 
     site = config.compute_site or config.unicore_api_url or "platform default"
     if config.remote_image:

@@ -22,7 +22,8 @@ from mantik.compute.states import JobState  # stdlib only: no server dependency
 if TYPE_CHECKING:
     from rich.table import Table
 
-    from mantik.client._compute import ComputeBackendClient, RunInfo, SubmittedRun
+    from mantik.client._compute import ComputeBackendClient
+    from mantik.client._runs import RunInfo, SubmittedRun
 
 EXIT_CODES = """Exit codes: 0 success (when waiting for the run: it FINISHED); 1 usage,
 configuration or platform error; 2 the run FAILED; 3 the run was KILLED; 4 --timeout passed."""

@@ -6,10 +6,10 @@ import dataclasses
 import json
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import asdict, dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import httpx
 
@@ -20,65 +20,15 @@ from mantik._exceptions import (
     RunTimeout,
 )
 from mantik.client import _env, _http, _images, _tokens
-from mantik.compute.archive import zip_project_to_tempfile
-from mantik.compute.config import BackendConfig, load_backend_config
-from mantik.compute.project import load_project
+from mantik.client._progress import ProgressReader, Report, UploadProgress, reporter
+from mantik.client._runs import RunInfo, SubmittedRun
+from mantik.compute.archive.pack import zip_project_to_tempfile
+from mantik.compute.config.loading import load_backend_config
+from mantik.compute.config.model import BackendConfig
+from mantik.compute.project.loading import load_project
 
 _UNICORE_USER = ("MANTIK_UNICORE_USERNAME", "MANTIK_UNICORE_USER")
-_TERMINAL = ("FINISHED", "FAILED", "KILLED")
 _IMAGE_LIMIT_HEADER = "X-Mantik-Max-Image-Bytes"
-_Report = Callable[[int], None]
-
-
-@dataclass(frozen=True)
-class SubmittedRun:
-    """What :meth:`ComputeBackendClient.submit_run` returns."""
-
-    experiment_id: str
-    run_id: str
-    job_id: str
-    site: str
-    # Image bytes this submission uploaded: 0 when the platform already held the image.
-    image_bytes_sent: int = 0
-
-    @property
-    def unicore_job_id(self) -> str:
-        return self.job_id
-
-    def json(self) -> dict[str, str]:
-        """The platform's answer as a dict (mantik 0.1.x returned the HTTP response)."""
-        answer = {k: v for k, v in asdict(self).items() if k != "image_bytes_sent"}
-        return {**answer, "unicore_job_id": self.job_id}
-
-
-@dataclass(frozen=True)
-class RunInfo:
-    run_id: str
-    experiment_id: str
-    site: str
-    job_id: str | None
-    state: str  # the scheduler-neutral job state, e.g. PENDING, RUNNING, TIMEOUT
-    run_status: str  # the MLflow run status: SCHEDULED, RUNNING, FINISHED, FAILED, KILLED
-    reason: str | None
-    exit_code: int | None
-    entry_point: str
-    submitted_at: str
-    finished_at: str | None
-    tracking: str | None = None  # online | offline, once the job started
-    # Offline runs: seconds since the newest point that reached the platform (None when
-    # all is synced), and when the platform synced last.
-    sync_lag_seconds: float | None = None
-    synced_at: str | None = None
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> RunInfo:
-        """Fields a newer platform adds are ignored: this client keeps working."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
-
-    @property
-    def done(self) -> bool:
-        return self.run_status in _TERMINAL
 
 
 @dataclass(frozen=True)
@@ -89,33 +39,6 @@ class _Image:
     digest: str
     size: int
     missing: bool
-
-
-class _Progress:
-    """A file wrapper that reports bytes read to a callback (for progress bars)."""
-
-    def __init__(self, handle: IO[bytes], report: Any) -> None:
-        self._handle = handle
-        self._report = report
-
-    def read(self, size: int = -1) -> bytes:
-        chunk = self._handle.read(size)
-        self._report(len(chunk))
-        return chunk
-
-
-def _reporter(progress: Any, archive_size: int, image: _Image | None) -> _Report:
-    """One running count over everything uploaded (image, then project) for ``progress``."""
-    total = archive_size + (image.size if image is not None and image.missing else 0)
-    sent = 0
-
-    def report(n: int) -> None:
-        nonlocal sent
-        sent += n
-        if progress is not None:
-            progress(sent, total)
-
-    return report
 
 
 class ComputeBackendClient:
@@ -230,7 +153,7 @@ class ComputeBackendClient:
         entry_point: str = "main",
         run_name: str | None = None,
         *,
-        progress: Any = None,
+        progress: UploadProgress | None = None,
     ) -> SubmittedRun:
         """Validate the project locally, upload it, and start it as a tracked run.
 
@@ -274,7 +197,7 @@ class ComputeBackendClient:
         entry_point: str = "main",
         run_name: str | None = None,
         *,
-        progress: Any = None,
+        progress: UploadProgress | None = None,
     ) -> SubmittedRun:
         """Like :meth:`submit_run`, with the backend config already in memory."""
         project_dir = Path(mlproject_path).expanduser().resolve()
@@ -289,7 +212,10 @@ class ComputeBackendClient:
         archive = zip_project_to_tempfile(project_dir, exclude)
         try:
             image = self._image(image_path, config) if image_path else None
-            report = _reporter(progress, archive.stat().st_size, image)
+            total = archive.stat().st_size + (
+                image.size if image is not None and image.missing else 0
+            )
+            report = reporter(progress, total)
             sent = self._put_image(image, config, report) if image and image.missing else 0
             submitted = self._upload(
                 experiment_id, entry_point, parameters, config, archive, run_name, report, image
@@ -338,7 +264,7 @@ class ComputeBackendClient:
             )
         return _Image(path, digest, size, missing=response.status_code == 404)
 
-    def _put_image(self, image: _Image, config: BackendConfig, report: _Report) -> int:
+    def _put_image(self, image: _Image, config: BackendConfig, report: Report) -> int:
         """Stream the image to the platform; the number of bytes sent."""
         sent = 0
 
@@ -376,7 +302,7 @@ class ComputeBackendClient:
         config: BackendConfig,
         archive: Path,
         run_name: str | None,
-        report: _Report,
+        report: Report,
         image: _Image | None,
     ) -> SubmittedRun:
         data = {
@@ -395,7 +321,11 @@ class ComputeBackendClient:
             data["image_digest"] = image.digest
         with archive.open("rb") as handle:
             files = {
-                "mlproject_zip": ("mlproject.zip", _Progress(handle, report), "application/zip")
+                "mlproject_zip": (
+                    "mlproject.zip",
+                    ProgressReader(handle, report),
+                    "application/zip",
+                )
             }
             response = self._call("POST", f"/submit/{experiment_id}", data=data, files=files)
         body = response.json()

@@ -21,8 +21,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from mantik._exceptions import ConfigurationError
-from mantik.compute.config import BackendConfig
-from mantik.compute.project import MLProject
+from mantik.compute.config.model import BackendConfig
+from mantik.compute.project.model import MLProject
 
 CHUNK = 1024 * 1024
 _REMEMBERED = 512  # digests kept in image-digests.json

@@ -20,7 +20,8 @@ from mantik._exceptions import MantikError
 from mantik.client import _env
 from mantik.client._compute import ComputeBackendClient
 from mantik.client._tracking import init_tracking
-from mantik.compute.config import BackendConfig, validate_backend_config
+from mantik.compute.config.loading import validate_backend_config
+from mantik.compute.config.model import BackendConfig
 
 
 class MantikSubmittedRun(SubmittedRun):

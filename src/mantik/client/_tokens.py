@@ -29,6 +29,9 @@ def cache_path() -> Path:
 
 @dataclass(frozen=True)
 class Tokens:
+    """What :func:`mantik.init_tracking` returns: the access token MLflow now sends, when it
+    expires, and the refresh token that renews it (cached in ``~/.mantik/tokens.json``)."""
+
     access_token: str
     expires_at: datetime
     refresh_token: str | None

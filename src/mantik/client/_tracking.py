@@ -11,6 +11,7 @@ from mantik import _mlflow_internals as mlflow_internals
 from mantik._exceptions import PlatformError
 from mantik._naming import default_experiment
 from mantik.client import _env, _tokens
+from mantik.client._tokens import Tokens
 
 AUTH_PROVIDER_NAME = "mantik"
 _CONFLICTING = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
@@ -20,7 +21,7 @@ _EXPERIMENT_CHOICES = ("MLFLOW_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_ID", "MLFLOW
 _CONCURRENT_CREATION_WAITS = (0.05, 0.1, 0.2, 0.4, 0.8, 1.6)
 
 
-def init_tracking() -> _tokens.Tokens:
+def init_tracking() -> Tokens:
     """Sign in to the mantik platform and make MLflow track to it.
 
     Reads ``MANTIK_USERNAME``, ``MANTIK_PASSWORD`` and ``MLFLOW_TRACKING_URI`` (the platform's

@@ -18,8 +18,8 @@ from mantik._version import __version__
 from mantik.server.api import compute, errors, identity, images, pages
 from mantik.server.compute.poller import start_background as start_poller
 from mantik.server.compute.service import ComputeService
-from mantik.server.config import ServerSettings
 from mantik.server.platform import Platform, build
+from mantik.server.settings import ServerSettings
 from mantik.server.tracking import auth_cache, authorization, mlflow_app, route_rules
 
 # Identity API bodies are small; uploads (compute) have their own limits.

@@ -14,8 +14,8 @@ import socket
 import uvicorn
 from uvicorn.supervisors import Multiprocess
 
-from mantik.server.config import ServerSettings
 from mantik.server.platform import prepare
+from mantik.server.settings import ServerSettings
 from mantik.server.tracking import mlflow_app
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from mantik.server.config import ServerSettings
 from mantik.server.db import Database, upgrade_schema
 from mantik.server.identity import keys
 from mantik.server.identity.service import IdentityService
 from mantik.server.identity.tokens import TokenService
+from mantik.server.settings import ServerSettings
 
 
 @dataclass

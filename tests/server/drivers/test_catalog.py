@@ -9,7 +9,7 @@ from mantik.server.compute.drivers.base import Driver
 from mantik.server.compute.drivers.catalog import DRIVERS
 from mantik.server.compute.drivers.site_config import SiteConfig
 from mantik.server.compute.sites import Sites
-from mantik.server.config import ServerSettings
+from mantik.server.settings import ServerSettings
 
 
 @pytest.mark.parametrize("name", sorted(DRIVERS))

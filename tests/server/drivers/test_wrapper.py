@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from mantik.compute.config import validate_backend_config
+from mantik.compute.config.loading import validate_backend_config
 from mantik.server.compute.drivers.base import Driver
 from mantik.server.compute.drivers.site_config import SiteConfig
 from mantik.server.compute.drivers.slurm.render import sbatch_arguments

@@ -21,10 +21,10 @@ from mantik.server.compute.offline.node import offline_snapshot
 from mantik.server.compute.offline.syncer import OfflineSyncer
 from mantik.server.compute.runs import RunStore
 from mantik.server.compute.sites import Sites
-from mantik.server.config import ServerSettings
 from mantik.server.db import Database
 from mantik.server.models import ComputeJob, OfflineSync, utcnow
 from mantik.server.platform import build, prepare
+from mantik.server.settings import ServerSettings
 from tests.support.offline_job import count_pushed_points
 
 NODE = Path(offline_snapshot.__file__).parent

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from mantik.compute.config import BackendConfig
+from mantik.compute.config.model import BackendConfig
 from mantik.compute.states import JobState
 from mantik.server.compute.drivers.site_config import SiteConfig
 from mantik.server.compute.errors import InvalidSubmission

@@ -10,7 +10,7 @@ from mlflow.entities import Param, RunTag
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 from mlflow.tracking import MlflowClient
 
-from mantik.server.config import ServerSettings
+from mantik.server.settings import ServerSettings
 
 _PROXY_SCHEME = "mlflow-artifacts:/"
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from mantik.compute.config import BackendConfig
+from mantik.compute.config.model import BackendConfig
 from mantik.compute.states import JobState
 from mantik.server.compute.drivers.site_config import SiteConfig
 from mantik.server.compute.errors import (
@@ -36,11 +36,11 @@ from mantik.server.compute.runs import RunStore
 from mantik.server.compute.sites import Sites
 from mantik.server.compute.spec import JobSpec
 from mantik.server.compute.submission import Prepared, Submission, Submitted, prepare
-from mantik.server.config import ServerSettings
 from mantik.server.db import Database
 from mantik.server.identity.service import IdentityService
 from mantik.server.identity.tokens import TokenService
 from mantik.server.models import ComputeJob
+from mantik.server.settings import ServerSettings
 from mantik.server.tracking.permissions import can_access
 
 log = logging.getLogger("mantik.compute")

@@ -13,7 +13,7 @@ import yaml
 from mantik.server.compute.drivers.base import Driver
 from mantik.server.compute.drivers.catalog import DRIVERS
 from mantik.server.compute.drivers.site_config import SiteConfig, SitesFile
-from mantik.server.config import ServerSettings
+from mantik.server.settings import ServerSettings
 
 
 class Sites(Mapping[str, SiteConfig]):

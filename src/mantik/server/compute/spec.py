@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mantik.compute.config import BackendConfig
+from mantik.compute.config.model import BackendConfig
 from mantik.server.compute.job_folder import JobFolder
 
 

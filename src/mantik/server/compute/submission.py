@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from mantik._exceptions import ConfigurationError
-from mantik.compute.archive import UnsafeArchive, safe_extract
-from mantik.compute.config import BackendConfig, load_backend_config, validate_backend_config
-from mantik.compute.project import load_project
+from mantik.compute.archive.unpack import UnsafeArchive, safe_extract
+from mantik.compute.config.loading import load_backend_config, validate_backend_config
+from mantik.compute.config.model import BackendConfig
+from mantik.compute.project.loading import load_project
 from mantik.server.compute.errors import InvalidSubmission
 from mantik.server.compute.job_folder import PROJECT
 from mantik.server.compute.jobs import SiteCredentials

@@ -11,12 +11,12 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from mantik.server.change_stamp import ChangeStamp
-from mantik.server.config import ServerSettings
 from mantik.server.db import Database
 from mantik.server.identity import errors, passwords
 from mantik.server.identity.throttle import SignInThrottle
 from mantik.server.identity.tokens import TokenService, hash_refresh_token, new_refresh_token
 from mantik.server.models import RefreshToken, RevokedToken, User, utcnow
+from mantik.server.settings import ServerSettings
 
 USERNAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
 _BAD_CREDENTIALS = "Invalid username or password."

@@ -16,8 +16,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from mantik import _mlflow_internals as mlflow_internals
-from mantik.server.config import ServerSettings
 from mantik.server.identity.keys import load_or_create_secret, write_secret_file
+from mantik.server.settings import ServerSettings
 from mantik.server.tracking import prompt_grants, trace_writes
 
 AUTH_FUNCTION = "mantik.server.tracking.authorization:authorize"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from mantik.compute.config import GIB, MIB
+from mantik.compute.config.units import GIB, MIB
 from mantik.server.compute.drivers.site_config import SiteConfig
 from mantik.server.compute.errors import InvalidSubmission
 from mantik.server.compute.spec import JobSpec

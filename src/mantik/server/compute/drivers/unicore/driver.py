@@ -19,7 +19,7 @@ import httpx
 from pyunicore import client as unicore
 from pyunicore.credentials import UsernamePassword
 
-from mantik.compute.archive import write_project_zip
+from mantik.compute.archive.pack import write_project_zip
 from mantik.compute.states import JobState, Observation
 from mantik.server.compute.drivers.base import Driver
 from mantik.server.compute.drivers.unicore.render import (

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from mantik.compute.config import unicore_memory, unicore_runtime
+from mantik.compute.config.units import unicore_memory, unicore_runtime
 from mantik.server.compute.job_folder import MANTIK, PROJECT, TOKEN
 from mantik.server.compute.spec import JobSpec
 

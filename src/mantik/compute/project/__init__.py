@@ -1,0 +1,17 @@
+"""MLproject files, read the way MLflow reads them.
+
+MLflow's parser (``mlflow.projects._project_spec``) is private, so we keep our own with the
+same behaviour: the ``MLproject`` file is found case-insensitively (a project without one
+runs ``.py``/``.sh`` files directly), parameters are typed (float, int, string, path, uri)
+with optional defaults, undeclared parameters are kept, and a command is rendered with
+``str.format`` over ``shlex.quote``-d values plus ``--name value`` for the extras.
+
+- :mod:`.model`: a project, its entry points and typed parameters; rendering a command
+- :mod:`.loading`: finding and reading the ``MLproject`` file, every mistake named
+
+Unlike MLflow, every mistake is found before anything is uploaded and reported as a
+:class:`~mantik.ConfigurationError` naming the file, entry point and parameter::
+
+    project = load_project(Path("my-project"))
+    line = project.entry_point("main").render({"alpha": 0.5})
+"""
