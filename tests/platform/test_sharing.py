@@ -211,8 +211,7 @@ def test_prompt_grants_need_a_prompt_and_manage_on_it(sqlite_platform: PlatformP
     """MLflow's own grant API, which the platform opens to prompts: still its MANAGE check,
     and a ``prompt`` grant must name a prompt — not a former prompt that is now a model."""
     owner, colleague = sqlite_platform.new_user("gowner"), sqlite_platform.new_user("gmate")
-    headers = {"Authorization": f"Bearer {sqlite_platform.access_token(owner)}"}
-    client = httpx.Client(base_url=sqlite_platform.url, headers=headers)
+    client = sqlite_platform.client(owner)
     prompt, model = unique("prompt"), unique("model")
     for name, tags in (
         (prompt, [{"key": "mlflow.prompt.is_prompt", "value": "true"}]),
