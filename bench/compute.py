@@ -60,9 +60,9 @@ def _polling(root: Path, jobs: int) -> dict[str, Any]:
     from mantik.compute.states import JobState
     from mantik.server.compute.poller import Poller
     from mantik.server.compute.service import ComputeService
-    from mantik.server.config import ServerSettings
     from mantik.server.models import ComputeJob, utcnow
     from mantik.server.platform import build, prepare
+    from mantik.server.settings import ServerSettings
 
     shim = root / "shim"
     shim.mkdir()

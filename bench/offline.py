@@ -172,8 +172,8 @@ class SyncBench:
     ) -> None:
         from mantik.server.compute.offline.syncer import OfflineSyncer
         from mantik.server.compute.service import ComputeService
-        from mantik.server.config import ServerSettings
         from mantik.server.platform import build
+        from mantik.server.settings import ServerSettings
 
         settings = ServerSettings(data_dir=data_dir, sites_file=sites)
         parts = build(settings)
