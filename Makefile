@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install system-deps lint format test test-fast demo bench services-up services-down \
+.PHONY: install system-deps job-python lint format test test-fast demo bench services-up services-down \
 	slurm-up slurm-down pg-up pg-down clean
 
 install: $(VENV)/.installed
@@ -19,6 +19,10 @@ $(VENV)/.installed: pyproject.toml
 
 system-deps:
 	bash scripts/system-deps.sh
+
+# Test jobs under other OS accounts run this Python (Debian's, with MLflow and mantik).
+job-python:
+	bash scripts/job-python.sh
 
 lint: install
 	$(BIN)/ruff format --check src tests bench
@@ -43,7 +47,7 @@ services-up: pg-up slurm-up
 services-down: pg-down slurm-down
 
 # The whole suite: lint, then every test against real services (started here).
-test: install lint services-up
+test: install lint services-up job-python
 	$(BIN)/pytest -q
 
 test-fast: install

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install the Debian packages the test suite needs: a real SLURM (+ munge), Chromium for the
-# Playwright browser tests, and PostgreSQL server binaries (scripts/postgres.sh).
+# Playwright browser tests, PostgreSQL server binaries (scripts/postgres.sh) and sudo
+# (jobs as their users' accounts).
 #
 # Idempotent and cheap: everything is checked locally first (dpkg / the binaries), so a
 # second run touches neither apt nor the network and takes well under a second.
@@ -14,6 +15,8 @@ SLURM_PKGS=(slurmctld slurmd slurm-client munge)
 BROWSER_PKGS=(chromium fonts-liberation)
 # Debian's server package; also brings the psql / pg_isready wrappers in /usr/bin.
 PG_PKGS=(postgresql)
+# Jobs run as their users' OS accounts: a platform that is not root switches with sudo.
+ACCOUNT_PKGS=(sudo)
 
 log() { printf 'system-deps: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -36,6 +39,9 @@ pg_server_present() {
 missing_packages() { # prints the packages to install, one per line
     local pkg
     for pkg in "${SLURM_PKGS[@]}"; do
+        is_installed "$pkg" || echo "$pkg"
+    done
+    for pkg in "${ACCOUNT_PKGS[@]}"; do
         is_installed "$pkg" || echo "$pkg"
     done
     for pkg in "${BROWSER_PKGS[@]}"; do

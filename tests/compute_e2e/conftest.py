@@ -15,7 +15,7 @@ DEMO = Path(__file__).parents[2] / "examples" / "demo-project"
 
 
 def sign_in(monkeypatch: pytest.MonkeyPatch, platform: PlatformProcess) -> tuple[str, str]:
-    user = platform.new_user("compute")
+    user = platform.new_user("compute", os_account=True)  # SLURM runs jobs as real accounts
     monkeypatch.setenv("MANTIK_USERNAME", user[0])
     monkeypatch.setenv("MANTIK_PASSWORD", user[1])
     monkeypatch.setenv("MLFLOW_TRACKING_URI", platform.url)

@@ -46,7 +46,7 @@ def bearer(platform: PlatformProcess, user: tuple[str, str]) -> dict[str, str]:
 
 def cached(platform: PlatformProcess, site: str = "local") -> set[str]:
     """Names in the site's cache folder, temporary uploads included."""
-    root = platform.data_dir / "images" / site
+    root = platform.image_cache(site)
     return {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()} - {".lock"}
 
 
@@ -91,7 +91,7 @@ def test_image_is_sent_once_and_run_with_apptainer(
     project = make_project(command, config)
     (project / "images").mkdir()
     digest = image_file(project / "images" / "image.sif", 8 * MiB, seed=1)
-    image = sqlite_platform.data_dir / "images" / "local" / f"{digest}.sif"
+    image = sqlite_platform.image_cache("local") / f"{digest}.sif"
     apptainer.runner(tmp_path / "bin", expected_image=image)
     client = mantik.ComputeBackendClient.from_env()
     seen: list[tuple[int, int]] = []
@@ -108,7 +108,7 @@ def test_image_is_sent_once_and_run_with_apptainer(
     assert f"in container: run={first.run_id} tracking=http" in log
     assert "token=eyJ" in log  # a JWT: the job token reached the container
     assert "greeting=hi host_only=[]" in log  # --cleanenv: only what is passed explicitly
-    job_project = sqlite_platform.data_dir / "jobs" / "local" / first.run_id / "project"
+    job_project = sqlite_platform.jobs_dir / "local" / first.run_id / "project"
     assert not (job_project / "images" / "image.sif").exists()  # not in the project zip
 
     second = client.submit_run(experiment, {}, project, "backend.json")
@@ -129,7 +129,7 @@ def test_docker_env_project_is_converted_sent_and_run(
     apptainer.docker(tmp_path / "client-bin", calls, "acme/train:v1", "cd" * 32)
     apptainer.builder(tmp_path / "client-bin", calls)
     monkeypatch.setenv("PATH", f"{tmp_path / 'client-bin'}:{os.environ['PATH']}")
-    apptainer.runner(tmp_path / "job-bin", cache_dir=sqlite_platform.data_dir / "images" / "local")
+    apptainer.runner(tmp_path / "job-bin", cache_dir=sqlite_platform.image_cache("local"))
     project = make_project("echo converted", image_config(tmp_path / "job-bin"))
     (project / "MLproject").write_text(
         "name: d\ndocker_env:\n  image: acme/train:v1\nentry_points:\n  main:\n"
@@ -144,7 +144,7 @@ def test_docker_env_project_is_converted_sent_and_run(
     assert info.run_status == "FINISHED", log
     digest = hashlib.sha256(built).hexdigest()
     assert (
-        f"stand-in apptainer: run --cleanenv  {sqlite_platform.data_dir}/images/local/{digest}.sif"
+        f"stand-in apptainer: run --cleanenv  {sqlite_platform.image_cache('local')}/{digest}.sif"
         in log
     )
     assert "converted" in log
@@ -326,4 +326,4 @@ def test_image_inside_the_zip_still_runs_for_0_1_clients(
     info = client.wait(run_id, timeout=120, interval=0.5)
     log = client.get_logs(run_id)
     assert info.run_status == "FINISHED", log
-    assert f"--cleanenv  {sqlite_platform.data_dir}/jobs/local/{run_id}/project/i.sif" in log
+    assert f"--cleanenv  {sqlite_platform.jobs_dir}/local/{run_id}/project/i.sif" in log

@@ -123,7 +123,7 @@ def test_no_secret_reaches_the_job(
     assert "MLFLOW_RUN_ID=" + submitted.run_id in log  # the job really saw its environment
     flask_secret = (sqlite_platform.data_dir / "keys" / "flask-secret").read_text().strip()
     secrets = [password, "unicore-Secret-9", flask_secret, "MLFLOW_FLASK_SERVER_SECRET_KEY"]
-    workdir = sqlite_platform.data_dir / "jobs" / "local" / submitted.run_id
+    workdir = sqlite_platform.jobs_dir / "local" / submitted.run_id
     files = [p for p in workdir.rglob("*") if p.is_file() and p.name != "job-token"]
     assert files
     run = mlflow.get_run(submitted.run_id)

@@ -64,7 +64,7 @@ class Platform:
 
     def start(self) -> PlatformProcess:
         process = self.stack.enter_context(start_platform(self.data_dir, env=self.env, workers=1))
-        self.user = self.user or process.new_user("offline")
+        self.user = self.user or process.new_user("offline", os_account=True)
         self.monkeypatch.setenv("MANTIK_USERNAME", self.user[0])
         self.monkeypatch.setenv("MANTIK_PASSWORD", self.user[1])
         self.monkeypatch.setenv("MLFLOW_TRACKING_URI", process.url)
@@ -150,7 +150,7 @@ def test_offline_job_is_synced_live_through_a_restart_and_exactly_once(
     assert math.isnan(run.data.metrics["odd"])
     assert run.data.params["lr"] == "0.01" and run.data.tags["team"] == "vision"
     assert run.info.status == "FINISHED"
-    workdir = offline_platform.data_dir / "jobs" / "offline-slurm" / run_id
+    workdir = offline_platform.current.jobs_dir / "offline-slurm" / run_id
     local_end = _local_end_time(workdir, run_id)
     assert run.info.end_time == local_end  # when the job's own run ended, not when synced
     paths = {a.path for a in mlflow.MlflowClient().list_artifacts(run_id, "notes")}
@@ -208,7 +208,7 @@ def test_time_limit_keeps_everything_the_job_logged(
     run = mlflow.get_run(submitted.run_id)
     assert run.info.status == "FAILED"
     assert run.data.tags["mantik.job.state"] == "TIMEOUT"
-    workdir = offline_platform.data_dir / "jobs" / "offline-slurm" / submitted.run_id
+    workdir = offline_platform.current.jobs_dir / "offline-slurm" / submitted.run_id
     live = workdir / ".mantik" / "offline" / "mlruns.db"
     with sqlite3.connect(f"file:{live}?mode=ro", uri=True) as connection:
         logged = int(connection.execute("SELECT count(*) FROM metrics").fetchone()[0])

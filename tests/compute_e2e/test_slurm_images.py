@@ -32,7 +32,7 @@ def test_three_gib_image_runs_on_slurm_and_moves_once(
     tmp_path: Path,
 ) -> None:
     require_slurm()
-    cache = sqlite_platform.data_dir / "images" / "slurm"
+    cache = sqlite_platform.image_cache("slurm")
     apptainer.runner(tmp_path / "bin", cache_dir=cache)
     config = {
         "ComputeSite": "slurm",

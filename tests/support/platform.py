@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import atexit
 import functools
 import itertools
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -23,6 +26,8 @@ from mantik.server.identity.service import IdentityService
 from mantik.server.platform import build
 from mantik.server.settings import ServerSettings
 from mantik.server.tracking import mlflow_app
+from tests.support import accounts
+from tests.support.services import unavailable
 
 _counter = itertools.count()
 
@@ -62,10 +67,18 @@ class PlatformProcess:
         )
 
     def new_user(
-        self, prefix: str = "user", *, admin: bool = False, ready: bool = True
+        self,
+        prefix: str = "user",
+        *,
+        admin: bool = False,
+        ready: bool = True,
+        os_account: bool = False,
     ) -> tuple[str, str]:
-        """Create a user; with ``ready`` its temporary password is already replaced."""
+        """Create a user; with ``ready`` its temporary password is already replaced; with
+        ``os_account`` (as root) an OS account of the same name runs its jobs."""
         username = f"{prefix}{next(_counter)}-{os.getpid()}"
+        if os_account and os.geteuid() == 0:
+            accounts.os_account(username)
         temporary = f"Temp-{username}-1!"
         # In-process (as `mantik admin users create` does) to spare a CLI start per user.
         self._identity().create_user(username, is_admin=admin, temporary_password=temporary)
@@ -116,8 +129,19 @@ class PlatformProcess:
             data_dir=self.data_dir,
             port=int(self.url.rsplit(":", 1)[1]),
             sites_file=Path(sites) if sites else None,
+            jobs_dir=self.jobs_dir,
+            job_path=self.env.get("MANTIK_JOB_PATH"),
             **uris,
         )
+
+    @property
+    def jobs_dir(self) -> Path:
+        """Where the job folders live (``<site>/<run id>`` inside)."""
+        return Path(self.env["MANTIK_JOBS_DIR"])
+
+    def image_cache(self, site: str) -> Path:
+        """The image cache of a site whose jobs read it in place (local, SLURM)."""
+        return self.jobs_dir / site / ".images"
 
     def compute_service(self) -> ComputeService:
         """The platform's compute parts in this process, on its stores and sites."""
@@ -154,6 +178,29 @@ def _wait_ready(url: str, process: subprocess.Popen[bytes], log: Path, timeout: 
     raise RuntimeError(f"platform did not start within {timeout}s:\n{log.read_text()}")
 
 
+# Jobs may run under other accounts (the platform as root gives each user its own): their
+# folders lie where every account can pass through, and they run Debian's Python with
+# MLflow that scripts/job-python.sh builds (this interpreter may lie under /root).
+JOB_PYTHON = Path(os.environ.get("MANTIK_JOB_PYTHON", "/opt/mantik-job-python"))
+
+
+_JOBS_DIRS: dict[Path, Path] = {}  # data dir → its jobs dir, kept across restarts
+
+
+def job_settings(data_dir: Path) -> dict[str, str]:
+    if data_dir not in _JOBS_DIRS:
+        jobs = Path(tempfile.mkdtemp(prefix="mantik-test-jobs-"))
+        jobs.chmod(0o711)
+        _JOBS_DIRS[data_dir] = jobs
+        atexit.register(shutil.rmtree, jobs, ignore_errors=True)
+    settings = {"MANTIK_JOBS_DIR": str(_JOBS_DIRS[data_dir])}
+    if os.geteuid() == 0:
+        if not (JOB_PYTHON / "bin" / "python").exists():
+            unavailable(f"the job Python {JOB_PYTHON} (scripts/job-python.sh)")
+        settings["MANTIK_JOB_PATH"] = str(JOB_PYTHON / "bin")
+    return settings
+
+
 @contextmanager
 def start_platform(
     data_dir: Path, *, env: dict[str, str] | None = None, workers: int = 2, timeout: float = 90
@@ -161,7 +208,7 @@ def start_platform(
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log_path = data_dir / "platform.log"
-    extra = {"MANTIK_DATA_DIR": str(data_dir), **(env or {})}
+    extra = {"MANTIK_DATA_DIR": str(data_dir), **job_settings(data_dir), **(env or {})}
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [

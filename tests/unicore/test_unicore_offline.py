@@ -138,7 +138,7 @@ def test_offline_unicore_job_is_synced_while_followed_and_exactly_once(
         ("evaluation", {"score": 0.75})
     ]
     assert client.get_status(run_id).sync_lag_seconds is None  # all synced
-    mirror = offline_platform.data_dir / "jobs" / "juwels" / run_id / ".mantik"
+    mirror = offline_platform.jobs_dir / "juwels" / run_id / ".mantik"
     assert (mirror / "tracking").is_file() and not (mirror / "offline").exists()  # cleaned up
 
     # A second full sync through the file API (as if the platform had forgotten which

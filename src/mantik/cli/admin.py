@@ -176,3 +176,44 @@ def reset_password(
     out.print(f"Reset the password of {username!r}; it must be replaced at the next sign-in.")
     if temporary_password is None:
         out.print(f"Temporary password: {password}", soft_wrap=True)
+
+
+@app.command("sudoers")
+def sudoers(
+    platform_user: Annotated[
+        str | None,
+        typer.Option(help="The OS account the platform runs as [the data dir's owner]."),
+    ] = None,
+    account: Annotated[
+        list[str] | None, typer.Option(help="A job account (repeat); also read from the sites.")
+    ] = None,
+    group: Annotated[
+        list[str] | None, typer.Option(help="A group whose members are job accounts (repeat).")
+    ] = None,
+    data_dir: opts.DataDir = None,
+) -> None:
+    """Print the sudoers rule a platform that is not root needs to run jobs as their users."""
+    import getpass
+    import pwd
+
+    from mantik.server.compute.accounts.sudoers import sudoers_rule
+    from mantik.server.compute.sites import Sites
+
+    settings = opts.settings(data_dir=data_dir)
+    if platform_user is None:
+        try:
+            platform_user = pwd.getpwuid(settings.data_dir.stat().st_uid).pw_name
+        except (FileNotFoundError, KeyError):
+            platform_user = getpass.getuser()
+    if platform_user == "root":
+        fail(
+            "A platform running as root needs no sudo rule; name its account with --platform-user."
+        )
+    with _one_line_errors():
+        sites = Sites.configured(settings)
+    accounts = sorted({*(account or []), *(a for s in sites.values() for a in s.accounts.values())})
+    if not accounts and not group:
+        fail("Name the job accounts (--account NAME) or their group (--group NAME).")
+    out.print(
+        sudoers_rule(platform_user, accounts, group or []), end="", soft_wrap=True, markup=False
+    )

@@ -30,6 +30,17 @@ def start(
     public_url: Annotated[
         str | None, typer.Option(help="Public base URL when behind a proxy.")
     ] = None,
+    signing_key_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="JWT signing key (PEM, mode 0600), e.g. outside the data dir "
+            "[MANTIK_SIGNING_KEY_FILE]."
+        ),
+    ] = None,
+    jobs_dir: Annotated[
+        Path | None,
+        typer.Option(help="Where job folders live [MANTIK_JOBS_DIR; <data-dir>-jobs]."),
+    ] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
 ) -> None:
     """Start the platform: MLflow UI and REST, identity and compute API on one origin."""
@@ -45,6 +56,8 @@ def start(
         ssl_keyfile=ssl_keyfile,
         ssl_certfile=ssl_certfile,
         public_url=public_url,
+        signing_key_file=signing_key_file,
+        jobs_dir=jobs_dir,
     )
     from mantik.server.launcher import serve
 

@@ -16,6 +16,7 @@ Hierarchy::
             ├── ExperimentNotFound    no such experiment
             ├── RunNotFound           no submitted run of that id
             ├── Forbidden             the user may not see or change the experiment
+            ├── NotAJobAccount        the user may not run jobs on that site (no account)
             ├── InvalidSubmission     the project, its config or an image cannot run as sent
             ├── ImageTooLarge         an image over the platform's limit
             ├── CacheFull             the image cache has no disk space left

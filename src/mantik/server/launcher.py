@@ -32,9 +32,16 @@ def export_settings(settings: ServerSettings) -> None:
 def _prepare_all(settings: ServerSettings) -> None:
     prepare(settings)
     mlflow_app.prepare_stores(settings)
+    # Files an older version left with the umask's rights (SQLite databases, stamps).
+    for path in settings.data_dir.iterdir():
+        if path.is_file() and not path.is_symlink():
+            path.chmod(0o600)
 
 
 def serve(settings: ServerSettings, *, log_level: str = "info") -> None:
+    # What the platform writes is its own (databases, keys, artifacts, stamps): jobs run
+    # under other accounts, and what they must read is opened up where it is written.
+    os.umask(0o077)
     if settings.workers > 1:
         # Keep MLflow's server modules (≈ 250 MB) out of the supervisor process: it only
         # forks workers, each of which imports them anyway.

@@ -104,9 +104,24 @@ class ComputeJob(Base):
     workdir: Mapped[str] = mapped_column(String(4096))
     token_id: Mapped[str] = mapped_column(String(32))
     token_expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Who the job runs as (mantik.server.compute.accounts): its OS account and ids; no uid
+    # means the platform's own user (a site in mode ``platform``, or UNICORE's xlogin).
+    run_as_account: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    run_as_uid: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    run_as_gid: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     submitted_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class JobUid(Base):
+    """A platform user's own unprivileged uid for jobs on ``local`` when the user has no OS
+    account (allocated once from MANTIK_JOB_UID_RANGE, never shared)."""
+
+    __tablename__ = "mantik_job_uids"
+
+    username: Mapped[str] = mapped_column(String(64), primary_key=True)
+    uid: Mapped[int] = mapped_column(BigInteger, unique=True)
 
 
 # --- offline tracking (mantik.server.compute.offline.syncer) --------------------------------

@@ -25,7 +25,7 @@ def prepare(settings: ServerSettings) -> None:
     """Create the data folder, keys and schemas (idempotent; before any worker starts)."""
     settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(settings.data_dir, 0o700)
-    keys.load_or_create(settings.keys_dir)
+    keys.load_or_create(settings.keys_dir, settings.signing_key_file)
     db = Database(settings.resolved_database_uri)
     upgrade_schema(db.engine)
     db.engine.dispose()
@@ -33,6 +33,6 @@ def prepare(settings: ServerSettings) -> None:
 
 def build(settings: ServerSettings) -> Platform:
     db = Database(settings.resolved_database_uri)
-    signing_key = keys.load_or_create(settings.keys_dir)
+    signing_key = keys.load_or_create(settings.keys_dir, settings.signing_key_file)
     tokens = TokenService(signing_key, issuer=settings.base_url)
     return Platform(settings, db, signing_key, tokens, IdentityService(db, settings, tokens))

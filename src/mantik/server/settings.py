@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -27,6 +28,9 @@ class ServerSettings(BaseSettings):
     port: int = Field(default=5000, ge=0, le=65535)
     # One worker (≈ 300 MB) suits a laptop or a small group; each extra worker adds ≈ 260 MB.
     workers: int = Field(default=1, ge=1, le=64)
+    # The JWT signing key (PEM, RSA), e.g. outside data_dir and readable by the platform
+    # only; default: data_dir/keys/jwt-signing-key.pem, created on first start.
+    signing_key_file: Path | None = None
     ssl_keyfile: Path | None = None
     ssl_certfile: Path | None = None
     # Public base URL, used as JWT issuer and in links; defaults to http(s)://host:port.
@@ -46,6 +50,14 @@ class ServerSettings(BaseSettings):
 
     # Compute: declared sites (YAML), where compute nodes reach the platform, limits.
     sites_file: Path | None = None
+    # Where job folders live (one folder per site inside). Outside data_dir, which jobs
+    # must not enter; default: a sibling of data_dir, "<data_dir>-jobs".
+    jobs_dir: Path | None = None
+    # Folders put first on PATH in every job of sites that do not set their own job_path,
+    # e.g. a Python with MLflow that every job account can run (os.pathsep-separated).
+    job_path: str | None = None
+    # The per-user uids for jobs on ``local`` of users without an OS account (root only).
+    job_uid_range: str = Field(default="2100000000-2100999999", pattern=r"^\d+-\d+$")
     job_tracking_uri: str | None = None
     max_upload_bytes: int = Field(default=20 * 1024**3, ge=1024)
     max_unpacked_bytes: int = Field(default=20 * 1024**3, ge=1024)  # a project, unzipped
@@ -118,6 +130,19 @@ class ServerSettings(BaseSettings):
     @property
     def resolved_artifacts_destination(self) -> str:
         return self.artifacts_destination or str((self.data_dir / "artifacts").resolve())
+
+    @property
+    def resolved_jobs_dir(self) -> Path:
+        return self.jobs_dir or self.data_dir.with_name(f"{self.data_dir.name}-jobs")
+
+    @property
+    def job_path_list(self) -> list[Path]:
+        return [Path(p) for p in (self.job_path or "").split(os.pathsep) if p]
+
+    @property
+    def job_uids(self) -> range:
+        first, last = (int(n) for n in self.job_uid_range.split("-"))
+        return range(first, last + 1)
 
     @property
     def keys_dir(self) -> Path:

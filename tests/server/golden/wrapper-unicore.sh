@@ -1,6 +1,7 @@
 #!/bin/bash
 # mantik job wrapper: run 0123456789abcdef0123456789abcdef of experiment 7
 set -u
+umask 027
 mkdir -p .mantik project && mv -f job-token .mantik/ && chmod 600 .mantik/job-token
 (cd project && (python3 -m zipfile -e ../project.zip . 2>/dev/null || unzip -qo ../project.zip)) && rm -f project.zip
 export MANTIK_DIR="$PWD/.mantik"
@@ -72,12 +73,23 @@ _mantik_finish() {  # EXIT_CODE STATUS
   exit "$1"
 }
 _mantik_child=
-_mantik_on_term() {  # scancel, time limit, abort: stop the program, record KILLED
+_mantik_on_term() {  # cancel, scancel, time limit: stop all the job started, record KILLED
+  trap '' TERM INT
   echo "mantik: received termination signal, stopping the job" >>"$MANTIK_LOG"
-  if [ -n "$_mantik_child" ]; then
+  local pid waited=0
+  if [ "$(ps -o pgid= -p $$ | tr -d ' ')" = "$$" ]; then  # a group of its own (local jobs)
+    kill -TERM 0 2>/dev/null  # everything the job started; this shell ignores it now
+  elif [ -n "$_mantik_child" ]; then  # under a scheduler, which also stops the job's tree
     pkill -TERM -P "$_mantik_child" 2>/dev/null
     kill -TERM "$_mantik_child" 2>/dev/null
-    wait "$_mantik_child" 2>/dev/null
+  fi
+  while [ -n "$_mantik_child" ] && kill -0 "$_mantik_child" 2>/dev/null && [ $waited -lt 100 ]; do
+    sleep 0.1; waited=$((waited + 1))
+  done
+  if [ "$(ps -o pgid= -p $$ | tr -d ' ')" = "$$" ]; then
+    for pid in $(pgrep -g $$ 2>/dev/null); do  # what ignored TERM, but this shell
+      [ "$pid" = "$$" ] || kill -KILL "$pid" 2>/dev/null
+    done
   fi
   _mantik_finish 143 KILLED
 }

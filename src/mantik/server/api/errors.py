@@ -32,6 +32,7 @@ STATUS: dict[type[ServerError], int] = {
     compute.ComputeError: 400,
     compute.InvalidSubmission: 400,
     compute.Forbidden: 403,
+    compute.NotAJobAccount: 403,
     compute.ExperimentNotFound: 404,
     compute.RunNotFound: 404,
     compute.ImageTooLarge: 413,

@@ -21,6 +21,10 @@ class Forbidden(ComputeError):
     """The user may not see or change the experiment."""
 
 
+class NotAJobAccount(ComputeError):
+    """The user may not run jobs on the site: no OS account there, or not listed."""
+
+
 class InvalidSubmission(ComputeError):
     """The project, its backend config, an image or a parameter cannot run as sent."""
 

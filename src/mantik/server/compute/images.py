@@ -109,7 +109,9 @@ class ImageCache:
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
         """Across workers: no image is evicted between being found and being touched."""
-        self.root.mkdir(parents=True, exist_ok=True)
+        if not self.root.is_dir():
+            self.root.mkdir(parents=True, exist_ok=True)
+            self.root.chmod(0o711)  # jobs under their accounts open images by name, list none
         with (self.root / ".lock").open("a") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             yield

@@ -5,11 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mantik.server.compute.accounts.identity import JobIdentity
+
 
 @dataclass(frozen=True)
 class TrackedJob:
     job_id: str
     workdir: Path
+    identity: JobIdentity | None = None  # who the job runs as (None: the platform)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,9 @@ from sqlalchemy import select
 
 from mantik.compute.config.model import BackendConfig
 from mantik.compute.states import JobState
+from mantik.server.compute.accounts import folders
+from mantik.server.compute.accounts.identity import JobIdentity
+from mantik.server.compute.accounts.policy import RunAs
 from mantik.server.compute.drivers.site_config import SiteConfig
 from mantik.server.compute.errors import (
     ExperimentNotFound,
@@ -27,7 +30,7 @@ from mantik.server.compute.errors import (
     SiteError,
 )
 from mantik.server.compute.images import ImageCache
-from mantik.server.compute.job_folder import BACKEND_CONFIG, IMAGE_DIGEST, PROJECT
+from mantik.server.compute.job_folder import BACKEND_CONFIG, IMAGE_DIGEST, PROJECT, JobFolder
 from mantik.server.compute.job_images import Image, choose_image, images_in_use
 from mantik.server.compute.jobs import SiteCredentials, TrackedJob
 from mantik.server.compute.lifecycle import Lifecycle
@@ -60,6 +63,8 @@ class _Job:
     prepared: Prepared
     workdir: Path
     image: Image | None
+    identity: JobIdentity  # who the job runs as
+    staging: Path  # where its folder is built before it is handed to the account
 
 
 class ComputeService:
@@ -76,6 +81,7 @@ class ComputeService:
         self.identity = identity
         self.runs = RunStore(settings)
         self.sites = Sites.configured(settings)
+        self.run_as = RunAs(db, settings.job_uids)
         scratch = settings.data_dir / "offline-sync"
         self.offline = OfflineSyncer(db, self.runs, self.sites, scratch)
         self.lifecycle = Lifecycle(db, self.runs, identity, self.offline)
@@ -149,6 +155,9 @@ class ComputeService:
         prepared = prepare(submission, staging, self.settings.max_unpacked_bytes)
         site = self.site_for(prepared.config)
         self.sites.driver(site.name)  # an unusable driver fails before the run exists
+        identity = self.job_identity(site, username)
+        work_root = self.sites.work_root(site)
+        folders.prepare_root(work_root, identity)  # a folder the account cannot reach, too
         image = choose_image(
             prepared.config,
             prepared.project_dir,
@@ -171,20 +180,32 @@ class ComputeService:
             params=parameters,
         )
         run_id = run.info.run_id
-        workdir = self.sites.work_root(site) / run_id
+        workdir = work_root / run_id
+        job = _Job(username, submission, run, site, prepared, workdir, image, identity, staging)
         try:
-            return self._hand_over(_Job(username, submission, run, site, prepared, workdir, image))
+            return self._hand_over(job)
         except BaseException:
             self.runs.discard(run_id)
-            shutil.rmtree(workdir, ignore_errors=True)
+            folders.remove(workdir, identity)
             raise
+
+    def job_identity(self, site: SiteConfig, username: str) -> JobIdentity:
+        """Who ``username``'s jobs on ``site`` run as (UNICORE: the user's login there)."""
+        if not site.capabilities.shares_filesystem:
+            return JobIdentity.platform()
+        return self.run_as.identity(site, username, is_admin=self.identity.is_admin(username))
+
+    def _path_prefix(self, site: SiteConfig) -> tuple[str, ...]:
+        paths = site.job_path if site.job_path is not None else self.settings.job_path_list
+        return tuple(str(p) for p in paths)
 
     def _hand_over(self, job: _Job) -> Submitted:
         run_id = job.run.info.run_id
         config, site, image, submission = job.prepared.config, job.site, job.image, job.submission
         driver = self.sites.driver(site.name)
-        job.workdir.mkdir(mode=0o700, parents=True)
-        shutil.move(str(job.prepared.project_dir), job.workdir / PROJECT)
+        staged = JobFolder(job.staging / "job")
+        staged.root.mkdir(mode=0o700)
+        shutil.move(str(job.prepared.project_dir), staged.project)
         runtime = config.resources.runtime or DEFAULT_RUNTIME_SECONDS
         ttl = runtime + self.settings.job_queue_allowance_hours * 3600
         token, expires = self.tokens.issue(
@@ -209,13 +230,16 @@ class ComputeService:
             project=submission.project,
             site_chooses_workdir=not shared,
             snapshot_seconds=self.settings.offline_snapshot_seconds,
+            identity=None if job.identity.is_platform else job.identity,
+            path_prefix=self._path_prefix(site),
         )
-        driver.write_job(spec, token)
+        driver.write_job(spec, token, into=staged)
         if image and image.digest:  # keeps the cached image from eviction while the job lives
-            (spec.mantik_dir / IMAGE_DIGEST).write_text(image.digest)
-        (spec.mantik_dir / BACKEND_CONFIG).write_text(json.dumps(config.to_wire(), indent=2))
-        self.runs.log_artifact(run_id, spec.mantik_dir / BACKEND_CONFIG, "mantik")
-        self.runs.log_artifact(run_id, spec.script_path, "mantik")
+            (staged.mantik / IMAGE_DIGEST).write_text(image.digest)
+        (staged.mantik / BACKEND_CONFIG).write_text(json.dumps(config.to_wire(), indent=2))
+        self.runs.log_artifact(run_id, staged.mantik / BACKEND_CONFIG, "mantik")
+        self.runs.log_artifact(run_id, staged.script, "mantik")
+        folders.install(staged.root, job.workdir, job.identity)
         job_id = driver.submit(spec, submission.credentials)
         self.runs.set_tags(run_id, {"mantik.job_id": job_id})
         claims = self.tokens.verify(token)
@@ -232,6 +256,7 @@ class ComputeService:
                     workdir=str(job.workdir),
                     token_id=claims.token_id,
                     token_expires_at=datetime.fromtimestamp(expires, UTC),
+                    **_run_as_columns(job.identity),
                 )
             )
         return Submitted(submission.experiment_id, run_id, job_id, site.name)
@@ -290,7 +315,7 @@ class ComputeService:
     ) -> ComputeJob:
         job = self.job(username, run_id, "update")
         if not JobState(job.state).terminal and job.job_id:
-            tracked = TrackedJob(job.job_id, Path(job.workdir))
+            tracked = TrackedJob(job.job_id, Path(job.workdir), _identity_of(job))
             self.sites.driver(job.site).cancel(tracked, credentials)
         return job
 
@@ -319,3 +344,23 @@ class ComputeService:
             if visible[job.experiment_id]:
                 result.append(job)
         return result
+
+
+def _run_as_columns(identity: JobIdentity) -> dict[str, Any]:
+    if identity.is_platform:
+        return {}
+    return {
+        "run_as_account": identity.account,
+        "run_as_uid": identity.uid,
+        "run_as_gid": identity.gid,
+    }
+
+
+def _identity_of(job: ComputeJob) -> JobIdentity | None:
+    """Who a recorded job runs as (None: the platform)."""
+    if job.run_as_uid is None or job.run_as_gid is None:
+        return None
+    home = JobIdentity.of_account(job.run_as_account) if job.run_as_account else None
+    return JobIdentity(
+        job.run_as_uid, job.run_as_gid, job.run_as_account, home.home if home else None
+    )

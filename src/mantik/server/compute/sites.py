@@ -57,13 +57,14 @@ class Sites(Mapping[str, SiteConfig]):
         return [site for site in self._sites.values() if site.capabilities.named_by_url]
 
     def work_root(self, site: SiteConfig) -> Path:
-        return site.work_root or (self.settings.data_dir / "jobs" / site.name)
+        """Where the site's job folders live: never in the data dir, which jobs cannot enter."""
+        return site.work_root or (self.settings.resolved_jobs_dir / site.name)
 
     def image_cache_dir(self, site: SiteConfig) -> Path:
         """The site's image cache. Sites that cannot see it get images with each job (the
         cache lies on the platform); the others run the cached file in place."""
         if site.image_cache is not None:
             return site.image_cache
-        if site.work_root is not None and not site.capabilities.stages_images:
-            return site.work_root / ".images"  # run ids are hex: no job folder is called that
+        if not site.capabilities.stages_images:  # jobs read it: next to their folders
+            return self.work_root(site) / ".images"  # run ids are hex: no job is called that
         return self.settings.data_dir / "images" / site.name

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mantik.compute.config.model import BackendConfig
+from mantik.server.compute.accounts.identity import JobIdentity
 from mantik.server.compute.job_folder import JobFolder
 
 
@@ -28,6 +29,9 @@ class JobSpec:
     site_chooses_workdir: bool = False
     # Offline tracking: how often the node publishes a snapshot of the job's local store.
     snapshot_seconds: float = 10.0
+    # Who the job runs as (None: the platform), and folders put first on its PATH.
+    identity: JobIdentity | None = None
+    path_prefix: tuple[str, ...] = ()
 
     @property
     def folder(self) -> JobFolder:

@@ -52,7 +52,21 @@ def write_secret_file(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def load_or_create(keys_dir: Path) -> SigningKey:
+class UnsafeKeyFile(Exception):
+    """The signing key file is readable by others than its owner."""
+
+
+def load_or_create(keys_dir: Path, key_file: Path | None = None) -> SigningKey:
+    """The key in ``key_file`` (the admin's, e.g. outside the data dir; it must exist and be
+    readable by its owner only), else in ``keys_dir`` (created on first start)."""
+    if key_file is not None:
+        mode = key_file.stat().st_mode
+        if mode & 0o077:
+            raise UnsafeKeyFile(
+                f"the signing key file {key_file} has mode {mode & 0o777:04o}; "
+                f"only its owner may read it: chmod 600 {key_file}"
+            )
+        return _load(key_file)
     path = keys_dir / _KEY_FILE
     if not path.exists():
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -62,6 +76,10 @@ def load_or_create(keys_dir: Path) -> SigningKey:
             serialization.NoEncryption(),
         )
         write_secret_file(path, pem)
+    return _load(path)
+
+
+def _load(path: Path) -> SigningKey:
     loaded = serialization.load_pem_private_key(path.read_bytes(), password=None)
     if not isinstance(loaded, rsa.RSAPrivateKey):
         raise ValueError(f"{path} does not hold an RSA private key")

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mantik.compute.states import JobState, Observation
+from mantik.server.compute.accounts.identity import JobIdentity
 from mantik.server.compute.drivers.site_config import SiteConfig
 from mantik.server.compute.drivers.wrapper import render_wrapper
 from mantik.server.compute.job_folder import JobFolder
@@ -24,7 +25,11 @@ from mantik.server.identity.keys import write_secret_file
 _INHERITED = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TZ", "TMPDIR", "SHELL")
 
 
-def job_environment() -> dict[str, str]:
+def job_environment(identity: JobIdentity | None = None) -> dict[str, str]:
+    """The environment job commands start with: under another account nothing of the
+    platform's; as the platform, the listed variables."""
+    if identity is not None and not identity.is_platform:
+        return identity.environment()
     env = {name: os.environ[name] for name in _INHERITED if name in os.environ}
     # A job without container or venv finds the platform's Python (and its MLflow) first:
     # what a laptop or a login-node deployment expects.
@@ -50,13 +55,15 @@ class Driver(ABC):
         """Commands that prepare the job folder on the node before the wrapper runs."""
         return []
 
-    def write_job(self, spec: JobSpec, job_token: str) -> str:
-        """Write the wrapper (0700) and the token (0600) into the job folder; return the script."""
+    def write_job(self, spec: JobSpec, job_token: str, into: JobFolder | None = None) -> str:
+        """Write the wrapper (0700) and the token (0600) into the job folder, or into
+        ``into`` where it is staged (paths in the script are the job folder's); return it."""
+        folder = into or spec.folder
         script = render_wrapper(spec, self.header(spec), self.prologue(spec))
-        spec.mantik_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        write_secret_file(spec.folder.token, job_token.encode())
-        spec.script_path.write_text(script)
-        os.chmod(spec.script_path, 0o700)
+        folder.mantik.mkdir(mode=0o700, parents=True, exist_ok=True)
+        write_secret_file(folder.token, job_token.encode())
+        folder.script.write_text(script)
+        os.chmod(folder.script, 0o700)
         return script
 
     @abstractmethod

@@ -4,11 +4,21 @@ YAML); :mod:`mantik.server.compute.sites` holds the configured ones."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
 from mantik.server.compute.drivers.catalog import Capabilities, capabilities, known_driver
+
+# An OS account name as useradd accepts it.
+_Account = Annotated[str, StringConstraints(pattern=r"^[a-z_][a-z0-9_.-]{0,31}$")]
 
 
 class SiteConfig(BaseModel):
@@ -33,6 +43,26 @@ class SiteConfig(BaseModel):
     # UNICORE: a storage (e.g. SCRATCH) where each user's images are kept, one copy per
     # digest in mantik-images/, and linked into jobs. Unset: every job gets its own copy.
     image_storage: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+    # Who jobs run as (mantik.server.compute.accounts.policy): "account" (each user's OS
+    # account, by name or mapped in ``accounts``) or "platform" (the platform's own, for
+    # admins and ``submitters``); unset: chosen by driver and whether the platform is root.
+    run_as: Literal["account", "platform"] | None = None
+    accounts: dict[str, _Account] = {}
+    submitters: list[str] = []
+    # Folders put first on the jobs' PATH (e.g. a shared Python with MLflow); unset: the
+    # platform's MANTIK_JOB_PATH.
+    job_path: list[Path] | None = None
+
+    @model_validator(mode="after")
+    def _run_as_needs_a_shared_filesystem(self) -> SiteConfig:
+        chosen = self.run_as or self.accounts or self.submitters
+        if chosen and not self.capabilities.shares_filesystem:
+            raise ValueError(
+                f"site {self.name!r}: run_as, accounts and submitters apply to local and slurm "
+                "sites; a UNICORE site runs each job as the user's own login"
+            )
+        return self
 
     @property
     def capabilities(self) -> Capabilities:

@@ -7,6 +7,7 @@ to it, so the script itself can be shown to the user (it is logged as an artifac
 
 from __future__ import annotations
 
+import os
 import shlex
 from collections.abc import Sequence
 
@@ -53,12 +54,23 @@ _mantik_finish() {  # EXIT_CODE STATUS
   exit "$1"
 }
 _mantik_child=
-_mantik_on_term() {  # scancel, time limit, abort: stop the program, record KILLED
+_mantik_on_term() {  # cancel, scancel, time limit: stop all the job started, record KILLED
+  trap '' TERM INT
   echo "mantik: received termination signal, stopping the job" >>"$MANTIK_LOG"
-  if [ -n "$_mantik_child" ]; then
+  local pid waited=0
+  if [ "$(ps -o pgid= -p $$ | tr -d ' ')" = "$$" ]; then  # a group of its own (local jobs)
+    kill -TERM 0 2>/dev/null  # everything the job started; this shell ignores it now
+  elif [ -n "$_mantik_child" ]; then  # under a scheduler, which also stops the job's tree
     pkill -TERM -P "$_mantik_child" 2>/dev/null
     kill -TERM "$_mantik_child" 2>/dev/null
-    wait "$_mantik_child" 2>/dev/null
+  fi
+  while [ -n "$_mantik_child" ] && kill -0 "$_mantik_child" 2>/dev/null && [ $waited -lt 100 ]; do
+    sleep 0.1; waited=$((waited + 1))
+  done
+  if [ "$(ps -o pgid= -p $$ | tr -d ' ')" = "$$" ]; then
+    for pid in $(pgrep -g $$ 2>/dev/null); do  # what ignored TERM, but this shell
+      [ "$pid" = "$$" ] || kill -KILL "$pid" 2>/dev/null
+    done
   fi
   _mantik_finish 143 KILLED
 }
@@ -91,12 +103,15 @@ def render_wrapper(spec: JobSpec, header: Sequence[str] = (), prologue: Sequence
     lines += [
         f"# mantik job wrapper: run {spec.run_id} of experiment {spec.experiment_id}",
         "set -u",
+        "umask 027",  # what the job writes stays its own (the group: the platform's reader)
         *prologue,
         # Sites that choose the job folder themselves (UNICORE) start the script inside it.
         f'export MANTIK_DIR="$PWD/{MANTIK}"'
         if spec.site_chooses_workdir
         else _export("MANTIK_DIR", str(spec.mantik_dir)),
         f'MANTIK_LOG="$MANTIK_DIR/{LOG}"',
+        # An account without a home of its own (a per-user uid) keeps its files here.
+        f'[ -w "${{HOME:-/}}" ] || export HOME="${{MANTIK_DIR%/{MANTIK}}}"',
         _export("MANTIK_LOG_URL", f"{spec.artifact_url}/mantik/{LOG}" if spec.artifact_url else ""),
         _export("MLFLOW_TRACKING_URI", spec.tracking_uri),
         _export("MLFLOW_RUN_ID", spec.run_id),
@@ -105,6 +120,8 @@ def render_wrapper(spec: JobSpec, header: Sequence[str] = (), prologue: Sequence
         "export MLFLOW_TRACKING_TOKEN",
         "unset " + " ".join(_UNSET),
     ]
+    if spec.path_prefix:
+        lines.append(f'export PATH={shlex.quote(os.pathsep.join(spec.path_prefix))}:"$PATH"')
     environment = {**config.environment, **spec.extra_env}
     lines += [_export(name, value) for name, value in environment.items()]
     # Offline tracking changes MLFLOW_TRACKING_URI: decided before a container inherits it.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -9,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mantik.compute.states import JobState, Observation
+from mantik.server.compute.accounts.identity import command_as, switch_refused
 from mantik.server.compute.drivers.base import Driver, job_environment
 from mantik.server.compute.drivers.local.render import start_command
 from mantik.server.compute.errors import SiteFailed
@@ -32,16 +34,18 @@ def _running_script(pid: int) -> Path | None:
 
 class LocalDriver(Driver):
     def submit(self, spec: JobSpec, credentials: SiteCredentials | None = None) -> str:
+        identity = spec.identity
         result = subprocess.run(
-            start_command(spec),
+            command_as(identity, start_command(spec)) if identity else start_command(spec),
             capture_output=True,
             text=True,
             timeout=30,
             cwd=spec.workdir,
-            env=job_environment(),
+            env=job_environment(identity),
         )
         if result.returncode != 0 or not result.stdout.strip().isdigit():
-            raise SiteFailed(f"Could not start the job locally: {result.stderr.strip()}")
+            refused = identity and switch_refused(result.stderr, identity)
+            raise refused or SiteFailed(f"Could not start the job locally: {result.stderr.strip()}")
         return result.stdout.strip()
 
     def poll(self, jobs: Sequence[TrackedJob]) -> dict[str, Observation]:
@@ -57,5 +61,22 @@ class LocalDriver(Driver):
     def cancel(self, job: TrackedJob, credentials: SiteCredentials | None = None) -> None:
         pid = int(job.job_id)
         script = _running_script(pid)
-        if script is not None and script.parent.parent == job.workdir:
-            os.kill(pid, signal.SIGTERM)  # the wrapper stops the program and records KILLED
+        if script is None or script.parent.parent != job.workdir:
+            return
+        # The job's process group (the wrapper leads it): the wrapper records KILLED and
+        # kills what ignores the signal; as the job's account, which can reach nothing else.
+        identity = job.identity
+        if identity is None or identity.is_platform:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGTERM)
+            return
+        result = subprocess.run(
+            command_as(identity, ["kill", "-TERM", "--", f"-{pid}"]),
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env=identity.environment(),
+        )
+        if result.returncode != 0 and _running_script(pid) is not None:
+            refused = switch_refused(result.stderr, identity)
+            raise refused or SiteFailed(f"Could not stop the job: {result.stderr.strip()}")

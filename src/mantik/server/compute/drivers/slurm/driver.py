@@ -1,6 +1,7 @@
 """The SLURM driver: sbatch / squeue / scancel, run where the platform runs.
 
-Commands run locally today; SSH to a login node would wrap :meth:`SlurmDriver._run`.
+Commands run locally, sbatch and scancel as the job's account; SSH to a login node would
+wrap :meth:`SlurmDriver._run`.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import subprocess
 from collections.abc import Sequence
 
 from mantik.compute.states import JobState, Observation
+from mantik.server.compute.accounts.identity import JobIdentity, command_as, switch_refused
 from mantik.server.compute.drivers.base import Driver, job_environment
 from mantik.server.compute.drivers.slurm.render import sbatch_arguments
 from mantik.server.compute.errors import SiteFailed, SiteRefused
@@ -45,23 +47,35 @@ _STATES = {
 
 
 class SlurmDriver(Driver):
-    def _run(self, argv: list[str], *, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    def _run(
+        self, argv: list[str], identity: JobIdentity | None = None, *, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
+        """``argv`` as ``identity`` (sbatch, scancel) or as the platform (squeue)."""
         try:
             # sbatch exports its environment to the job: give it a clean one.
-            return subprocess.run(
-                argv, capture_output=True, text=True, timeout=timeout, env=job_environment()
+            result = subprocess.run(
+                command_as(identity, argv) if identity else argv,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                env=job_environment(identity),
             )
         except FileNotFoundError as exc:
             raise SiteFailed(f"Site {self.site.name!r}: {argv[0]} is not installed here") from exc
         except subprocess.TimeoutExpired as exc:
             raise SiteFailed(f"Site {self.site.name!r}: {argv[0]} did not answer") from exc
+        refused = identity and result.returncode != 0 and switch_refused(result.stderr, identity)
+        if refused:
+            raise refused
+        return result
 
     def header(self, spec: JobSpec) -> list[str]:
         args = " ".join(shlex.quote(a) for a in sbatch_arguments(spec, self.site))
         return [f"# submitted with: sbatch {args}"]
 
     def submit(self, spec: JobSpec, credentials: SiteCredentials | None = None) -> str:
-        result = self._run(["sbatch", *sbatch_arguments(spec, self.site), str(spec.script_path)])
+        argv = ["sbatch", *sbatch_arguments(spec, self.site), str(spec.script_path)]
+        result = self._run(argv, spec.identity)
         if result.returncode != 0:
             message = result.stderr.strip().removeprefix("sbatch: error: ")
             raise SiteRefused(f"SLURM refused the job: {message}")
@@ -99,6 +113,6 @@ class SlurmDriver(Driver):
         return observed
 
     def cancel(self, job: TrackedJob, credentials: SiteCredentials | None = None) -> None:
-        result = self._run(["scancel", job.job_id])
+        result = self._run(["scancel", job.job_id], job.identity)
         if result.returncode != 0 and "already completing or completed" not in result.stderr:
             raise SiteFailed(f"scancel failed: {result.stderr.strip()}")
