@@ -2,7 +2,8 @@
 # A Python for test jobs that run under other OS accounts: built from Debian's
 # /usr/bin/python3 in a folder every account can reach (the project's .venv may lie under
 # /root, which other accounts cannot enter). Holds what the example projects import:
-# MLflow, scikit-learn and mantik itself (this checkout, installed, not linked).
+# MLflow, scikit-learn and mantik itself (this checkout, installed, not linked), with its
+# server: the sudo test runs the platform from it as an unprivileged account.
 #
 # Idempotent: stamps of the requirements and of mantik's sources make a second run a no-op.
 set -euo pipefail
@@ -26,7 +27,7 @@ sources="$(find src pyproject.toml "$0" -type f -not -path '*/__pycache__/*' -pr
     | sort -z | xargs -0 sha1sum | sha1sum | cut -c1-40)"
 if [[ ! -f "$TARGET/.mantik-sources" || "$(cat "$TARGET/.mantik-sources")" != "$sources" ]]; then
     echo "job-python: installing this checkout of mantik into $TARGET" >&2
-    "${PIP[@]}" . 2> >(quiet)  # what mantik needs of its own (httpx, …)
+    "${PIP[@]}" ".[server]" 2> >(quiet)  # what mantik needs of its own (httpx, …)
     "${PIP[@]}" --no-deps --force-reinstall . 2> >(quiet)
     echo "$sources" > "$TARGET/.mantik-sources"
 fi

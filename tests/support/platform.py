@@ -73,10 +73,11 @@ class PlatformProcess:
         admin: bool = False,
         ready: bool = True,
         os_account: bool = False,
+        username: str | None = None,
     ) -> tuple[str, str]:
         """Create a user; with ``ready`` its temporary password is already replaced; with
         ``os_account`` (as root) an OS account of the same name runs its jobs."""
-        username = f"{prefix}{next(_counter)}-{os.getpid()}"
+        username = username or f"{prefix}{next(_counter)}-{os.getpid()}"
         if os_account and os.geteuid() == 0:
             accounts.os_account(username)
         temporary = f"Temp-{username}-1!"
