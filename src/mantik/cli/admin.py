@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -191,6 +192,9 @@ def sudoers(
         list[str] | None, typer.Option(help="A group whose members are job accounts (repeat).")
     ] = None,
     data_dir: opts.DataDir = None,
+    sites_file: Annotated[
+        Path | None, typer.Option(help="The sites file [MANTIK_SITES_FILE].")
+    ] = None,
 ) -> None:
     """Print the sudoers rule a platform that is not root needs to run jobs as their users."""
     import getpass
@@ -199,7 +203,7 @@ def sudoers(
     from mantik.server.compute.accounts.sudoers import sudoers_rule
     from mantik.server.compute.sites import Sites
 
-    settings = opts.settings(data_dir=data_dir)
+    settings = opts.settings(data_dir=data_dir, sites_file=sites_file)
     if platform_user is None:
         try:
             platform_user = pwd.getpwuid(settings.data_dir.stat().st_uid).pw_name

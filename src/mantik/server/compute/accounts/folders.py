@@ -2,10 +2,12 @@
 
 The platform builds a job folder in its private staging area, then installs it under the
 site's work root as the account: as root by moving and handing it over (``lchown``), else
-by unpacking it through ``sudo -u ACCOUNT tar``. The work root is the platform's (0711:
-accounts pass through to their own folder and list nothing). A job folder is 0700 as root;
-under sudo it is 0750 in the work root's group (setgid), the platform's, which is how a
-platform that is not root reads logs, exit codes and offline snapshots.
+by unpacking it through ``sudo -u ACCOUNT tar``. The work root is the platform's and lists
+nothing to accounts: 0711 as root (accounts pass through to their own folder); 3733 under
+sudo (accounts create their folder, sticky: nobody removes another's; setgid: everything
+inside is in the platform's group). A job folder is 0700 as root; under sudo it is 0750 in
+the platform's group, which is how a platform that is not root reads logs, exit codes and
+offline snapshots (the wrapper's umask 027 keeps the group's read).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 
 from mantik.server.compute.accounts.identity import JobIdentity, command_as, switch_refused
 from mantik.server.compute.errors import SiteFailed
+from mantik.server.compute.job_folder import TOKEN
 
 
 def _through_group() -> bool:
@@ -34,7 +37,7 @@ def prepare_root(root: Path, identity: JobIdentity) -> None:
             folder.chmod(0o711)  # not the umask's: accounts pass through
     if identity.is_platform:
         return
-    mode = 0o711 | (stat.S_ISGID if _through_group() else 0)
+    mode = 0o3733 if _through_group() else 0o711
     if stat.S_IMODE(root.stat().st_mode) != mode:
         root.chmod(mode)
     blocked = unreachable_part(root, identity)
@@ -76,12 +79,21 @@ def install(staging: Path, workdir: Path, identity: JobIdentity) -> None:
     archive = io.BytesIO()
     with tarfile.open(fileobj=archive, mode="w") as tar:
         for path in sorted(staging.iterdir()):
-            tar.add(path, arcname=path.name)
+            tar.add(path, arcname=path.name, filter=_readable_by_the_group)
     _run(
         identity,
         ["tar", "-x", "--no-same-owner", "-f", "-", "-C", str(workdir)],
         archive.getvalue(),
     )
+
+
+def _readable_by_the_group(member: tarfile.TarInfo) -> tarfile.TarInfo:
+    """The platform (the group) reads and enters everything but the token (0600)."""
+    if member.isdir():
+        member.mode = 0o750
+    elif member.mode & 0o077 == 0 and not member.name.endswith(f"/{TOKEN}"):
+        member.mode |= 0o040 | (0o010 if member.mode & 0o100 else 0)
+    return member
 
 
 def remove(workdir: Path, identity: JobIdentity) -> None:
@@ -99,6 +111,7 @@ def _run(identity: JobIdentity, argv: list[str], data: bytes | None = None) -> N
         capture_output=True,
         timeout=300,
         env=identity.environment(),
+        umask=0o027,  # sudo's is the union with this: the platform's group reads
     )
     if result.returncode != 0:
         stderr = result.stderr.decode(errors="replace")

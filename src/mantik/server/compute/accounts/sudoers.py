@@ -29,7 +29,7 @@ def sudoers_rule(platform_user: str, accounts: Sequence[str], groups: Sequence[s
             f"# mantik: the platform's account ({platform_user}) starts, watches and stops jobs",
             "# as their users' accounts, never as root. Install: visudo -f /etc/sudoers.d/mantik",
             f"Cmnd_Alias MANTIK_JOBS = {commands}",
-            "Defaults!MANTIK_JOBS !requiretty, !lecture",
+            "Defaults!MANTIK_JOBS !requiretty, !use_pty",
             f"{platform_user} ALL=({', '.join(targets)}) NOPASSWD: MANTIK_JOBS",
             "",
         ]
