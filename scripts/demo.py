@@ -6,6 +6,7 @@ Set MANTIK_DEMO_EXIT=1 to stop the platform right after the run (for scripts and
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -63,10 +64,17 @@ def demo_user() -> str:
 def main() -> None:
     DATA.mkdir(parents=True, exist_ok=True)
     log = (DATA / "platform.log").open("wb")
+    # One person's platform: the demo's jobs run as the platform's own account, as root too.
+    sites = DATA / "sites.yaml"
+    own = {"run_as": "platform", "submitters": [USER]}
+    sites.write_text(json.dumps({"sites": [
+        {"name": "local", "driver": "local", **own},
+        *([{"name": "slurm", "driver": "slurm", **own}] if shutil.which("sbatch") else []),
+    ]}))
     process = subprocess.Popen(
         [sys.executable, "-m", "mantik.cli", "server", "start", "--data-dir", str(DATA),
          "--port", str(PORT)],
-        stdout=log, stderr=subprocess.STDOUT,
+        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "MANTIK_SITES_FILE": str(sites)},
     )
     try:
         wait_until_up(process)
