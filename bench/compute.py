@@ -124,7 +124,10 @@ def run(options: Options) -> PartResult:
     data = root / "platform"
     port = procs.free_port()
     url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "MANTIK_DATA_DIR": str(data)}
+    sites = root / "sites.yaml"
+    teams = [procs.one_team_site(n, n, USERNAME) for n in ("local", "slurm")]
+    sites.write_text(json.dumps({"sites": teams}))
+    env = {**os.environ, "MANTIK_DATA_DIR": str(data), "MANTIK_SITES_FILE": str(sites)}
     count = 5 if options.quick else 20
     with procs.running(
         "mantik", [_venv("mantik"), "server", "start", "--port", str(port)],

@@ -160,10 +160,14 @@ def run(options: Options) -> PartResult:
     url = f"http://127.0.0.1:{port}"
     command = [sys.executable, "-m", "mantik.cli", "server", "start", "--port", str(port)]
     data_dir.mkdir()
+    sites = root / "sites.yaml"
+    sites.write_text(json.dumps({"sites": [procs.one_team_site("local", "local", USERNAME)]}))
     with procs.running(
         "platform",
         command,
-        env=procs.clean_env(root / "server-home", MANTIK_DATA_DIR=str(data_dir)),
+        env=procs.clean_env(
+            root / "server-home", MANTIK_DATA_DIR=str(data_dir), MANTIK_SITES_FILE=str(sites)
+        ),
         url=url,
         log_path=root / "platform.log",
         cwd=root,

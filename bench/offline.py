@@ -312,7 +312,7 @@ def run(options: Options) -> PartResult:
         sites = root / "sites.yaml"
         closed = f"http://127.0.0.1:{procs.free_port()}"
         listed = [
-            {"name": SITE, "driver": "local", "tracking_uri": closed},
+            procs.one_team_site(SITE, "local", USERNAME, tracking_uri=closed),
             {
                 "name": UNICORE_SITE,
                 "driver": "unicore",

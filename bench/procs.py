@@ -82,6 +82,12 @@ def rss_bytes(pid: int) -> int:
 REPO = Path(__file__).resolve().parent.parent
 
 
+def one_team_site(name: str, driver: str, user: str, **extra: object) -> dict[str, object]:
+    """A site whose jobs run as the platform's account for ``user`` (mode ``platform``):
+    the benchmarks measure speed, not who a job runs as, on a root machine too."""
+    return {"name": name, "driver": driver, "run_as": "platform", "submitters": [user], **extra}
+
+
 def clean_env(home: Path, **extra: str) -> dict[str, str]:
     """This environment without MLflow/mantik settings, with a scratch HOME (token cache)
     and this checkout importable; then ``extra``."""

@@ -132,6 +132,7 @@ class PlatformProcess:
             sites_file=Path(sites) if sites else None,
             jobs_dir=self.jobs_dir,
             job_path=self.env.get("MANTIK_JOB_PATH"),
+            signing_key_file=self.env.get("MANTIK_SIGNING_KEY_FILE"),
             **uris,
         )
 

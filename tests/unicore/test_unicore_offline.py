@@ -159,8 +159,9 @@ def test_offline_unicore_job_is_synced_while_followed_and_exactly_once(
     assert central_points(run_id) == POINTS + 1
     assert len(mlflow.search_runs([experiment], output_format="list")) == 2
 
-    # The credentials went through the platform's hands only: not into its folder.
-    files = [p for p in offline_platform.data_dir.rglob("*") if p.is_file()]
+    # The credentials went through the platform's hands only: not into its folders.
+    roots = (offline_platform.data_dir, offline_platform.jobs_dir)
+    files = [p for root in roots for p in root.rglob("*") if p.is_file()]
     assert not [p for p in files if UNICORE_PASSWORD.encode() in p.read_bytes()]
     assert UNICORE_PASSWORD not in offline_platform.log_text()
 

@@ -93,7 +93,7 @@ def test_guide_example_runs_through_unicore(
     # The UNICORE password is nowhere: not in a file the job or the platform wrote, not in
     # a log line, not in the run.
     texts = [unicore_platform.log_text(), str(run.data.params), str(run.data.tags)]
-    for root in (job.workdir, unicore_platform.data_dir):
+    for root in (job.workdir, unicore_platform.data_dir, unicore_platform.jobs_dir):
         texts += [p.read_text(errors="replace") for p in root.rglob("*") if p.is_file()]
     assert not any(UNICORE_PASSWORD in text for text in texts)
 

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from mantik.cli import _server_options as opts
+from mantik.cli._output import fail
 
 app = typer.Typer(help="Run the mantik platform.", no_args_is_help=True)
 
@@ -59,6 +60,13 @@ def start(
         signing_key_file=signing_key_file,
         jobs_dir=jobs_dir,
     )
+    if settings.signing_key_file is not None:  # a clear refusal, before any worker starts
+        from mantik.server.identity.keys import UnsafeKeyFile, load_or_create
+
+        try:
+            load_or_create(settings.keys_dir, settings.signing_key_file)
+        except (UnsafeKeyFile, OSError, ValueError) as exc:
+            fail(f"--signing-key-file: {exc}")
     from mantik.server.launcher import serve
 
     typer.echo(f"mantik platform at {settings.base_url} (data in {settings.data_dir})", err=True)
