@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the Debian packages the test suite needs: a real SLURM (+ munge), Chromium for the
-# Playwright browser tests, PostgreSQL server binaries (scripts/postgres.sh) and sudo
-# (jobs as their users' accounts).
+# Playwright browser tests, PostgreSQL server binaries (scripts/postgres.sh), sudo (jobs as
+# their users' accounts) and OpenSSH's server (SLURM over SSH).
 #
 # Idempotent and cheap: everything is checked locally first (dpkg / the binaries), so a
 # second run touches neither apt nor the network and takes well under a second.
@@ -15,8 +15,9 @@ SLURM_PKGS=(slurmctld slurmd slurm-client munge)
 BROWSER_PKGS=(chromium fonts-liberation)
 # Debian's server package; also brings the psql / pg_isready wrappers in /usr/bin.
 PG_PKGS=(postgresql)
-# Jobs run as their users' OS accounts: a platform that is not root switches with sudo.
-ACCOUNT_PKGS=(sudo)
+# Jobs run as their users' OS accounts: a platform that is not root switches with sudo; SLURM
+# over SSH is tested against Debian's OpenSSH server (started on a private port by the tests).
+ACCOUNT_PKGS=(sudo openssh-server openssh-client)
 
 log() { printf 'system-deps: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }

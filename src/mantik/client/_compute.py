@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import json
 import os
@@ -41,6 +42,10 @@ class _Image:
     missing: bool
 
 
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
 class ComputeBackendClient:
     """Client of the platform's compute backend.
 
@@ -67,6 +72,9 @@ class ComputeBackendClient:
         username: str | None = None,
         password: str | None = None,
         verify: bool | str = True,
+        ssh_username: str | None = None,
+        ssh_key_file: str | None = None,
+        ssh_password: str | None = None,
     ) -> None:
         tracking = mlflow_tracking_uri or os.environ.get(_env.TRACKING_URI)
         if compute_backend_url is None and not tracking:
@@ -89,6 +97,10 @@ class ComputeBackendClient:
         self.unicore_username = unicore_username
         self._unicore_password = unicore_password
         self.unicore_project = unicore_project
+        # An SSH site's login, sent with each request over TLS and used for it only.
+        self.ssh_username = ssh_username
+        self._ssh_key_file = ssh_key_file
+        self._ssh_password = ssh_password
         self._http = httpx.Client(timeout=httpx.Timeout(600.0, connect=10.0), verify=verify)
 
     @classmethod
@@ -97,7 +109,9 @@ class ComputeBackendClient:
 
         ``MLFLOW_TRACKING_URI``, ``MANTIK_USERNAME`` and ``MANTIK_PASSWORD`` are required;
         the UNICORE ones (``MANTIK_UNICORE_USERNAME`` or ``MANTIK_UNICORE_USER``,
-        ``MANTIK_UNICORE_PASSWORD``, ``MANTIK_UNICORE_PROJECT``) when the site is UNICORE.
+        ``MANTIK_UNICORE_PASSWORD``, ``MANTIK_UNICORE_PROJECT``) when the site is UNICORE;
+        ``MANTIK_SSH_USER`` with ``MANTIK_SSH_KEY_FILE`` or ``MANTIK_SSH_PASSWORD`` when it
+        is reached over SSH.
         """
         _env.require(_env.USERNAME, _env.PASSWORD, _env.TRACKING_URI)
         return cls(
@@ -106,6 +120,9 @@ class ComputeBackendClient:
             ),
             unicore_password=os.environ.get("MANTIK_UNICORE_PASSWORD") or None,
             unicore_project=os.environ.get("MANTIK_UNICORE_PROJECT") or None,
+            ssh_username=os.environ.get("MANTIK_SSH_USER") or None,
+            ssh_key_file=os.environ.get("MANTIK_SSH_KEY_FILE") or None,
+            ssh_password=os.environ.get("MANTIK_SSH_PASSWORD") or None,
         )
 
     def close(self) -> None:
@@ -134,7 +151,26 @@ class ComputeBackendClient:
             # Lets the platform ask UNICORE about the job; never stored there.
             headers["X-Unicore-User"] = self.unicore_username
             headers["X-Unicore-Password"] = self._unicore_password
+        for name, value in self._ssh_login().items():
+            header = f"X-Ssh-{name.removeprefix('ssh_').replace('_', '-').title()}"
+            headers[header] = value if name != "ssh_private_key" else _b64(value)
         return headers
+
+    def _ssh_login(self) -> dict[str, str]:
+        """The SSH login as form fields (the key file is read here, for this request)."""
+        if not self.ssh_username:
+            return {}
+        login = {"ssh_user": self.ssh_username}
+        if self._ssh_key_file:
+            try:
+                login["ssh_private_key"] = Path(self._ssh_key_file).expanduser().read_text()
+            except OSError as exc:
+                raise ConfigurationError(
+                    f"MANTIK_SSH_KEY_FILE {self._ssh_key_file!r} cannot be read: {exc.strerror}"
+                ) from exc
+        if self._ssh_password:
+            login["ssh_password"] = self._ssh_password
+        return login
 
     def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         url = f"{self.compute_backend_url}{path}"
@@ -317,6 +353,7 @@ class ComputeBackendClient:
         if config.unicore_api_url and self.unicore_username and self._unicore_password:
             data["unicore_user"] = self.unicore_username
             data["unicore_password"] = self._unicore_password
+        data.update(self._ssh_login())
         if image is not None:
             data["image_digest"] = image.digest
         with archive.open("rb") as handle:

@@ -12,9 +12,19 @@ from mantik.server.compute.sites import Sites
 from mantik.server.settings import ServerSettings
 
 
+_SSH = {"host": "login.example", "host_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA"}
+
+
+def _site(kind: str) -> SiteConfig:
+    if kind == "slurm-ssh":  # a slurm site with ssh:
+        return SiteConfig(name="a-slurm-ssh", driver="slurm", ssh=_SSH)  # type: ignore[arg-type]
+    return SiteConfig(name=f"a-{kind}", driver=kind, url="https://site.example/rest")
+
+
 @pytest.mark.parametrize("name", sorted(DRIVERS))
 def test_every_driver_loads_for_its_site(name: str) -> None:
-    site = SiteConfig(name=f"a-{name}", driver=name, url="https://site.example/rest")
+    site = _site(name)
+    assert site.kind == name
     sites = Sites(ServerSettings(), {site.name: site})
     driver = sites.driver(site.name)
     assert isinstance(driver, Driver) and driver.site is site

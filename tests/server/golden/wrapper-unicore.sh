@@ -6,13 +6,14 @@ mkdir -p .mantik project && mv -f job-token .mantik/ && chmod 600 .mantik/job-to
 (cd project && (python3 -m zipfile -e ../project.zip . 2>/dev/null || unzip -qo ../project.zip)) && rm -f project.zip
 export MANTIK_DIR="$PWD/.mantik"
 MANTIK_LOG="$MANTIK_DIR/job.log"
+[ -w "${HOME:-/}" ] || export HOME="${MANTIK_DIR%/.mantik}"
 export MANTIK_LOG_URL=https://mantik.example.org/api/2.0/mlflow-artifacts/artifacts/7/r/artifacts/mantik/job.log
 export MLFLOW_TRACKING_URI=https://mantik.example.org
 export MLFLOW_RUN_ID=0123456789abcdef0123456789abcdef
 export MLFLOW_EXPERIMENT_ID=7
 MLFLOW_TRACKING_TOKEN="$(<"$MANTIK_DIR/job-token")"
 export MLFLOW_TRACKING_TOKEN
-unset MLFLOW_TRACKING_USERNAME MLFLOW_TRACKING_PASSWORD MLFLOW_TRACKING_AUTH MANTIK_USERNAME MANTIK_PASSWORD MANTIK_UNICORE_PASSWORD
+unset MLFLOW_TRACKING_USERNAME MLFLOW_TRACKING_PASSWORD MLFLOW_TRACKING_AUTH MANTIK_USERNAME MANTIK_PASSWORD MANTIK_UNICORE_PASSWORD MANTIK_SSH_PASSWORD MANTIK_SSH_KEY_FILE
 export TEST_ENV_VAR='variable value'
 export MANTIK_TRACKING=auto
 MANTIK_SNAPSHOT_SECONDS=10

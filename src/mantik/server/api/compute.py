@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 import tempfile
@@ -15,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 
 from mantik.server.api.deps import CurrentUser
 from mantik.server.compute.errors import InvalidSubmission
-from mantik.server.compute.jobs import SiteCredentials
+from mantik.server.compute.jobs import SiteCredentials, SshLogin
 from mantik.server.compute.offline.marks import SyncStatus, statuses
 from mantik.server.compute.service import ComputeService, Submission
 from mantik.server.models import ComputeJob
@@ -75,14 +76,36 @@ def _view(service: ComputeService, job: ComputeJob) -> RunView:
     return RunView.of(job, statuses(service.db, [job.run_id]).get(job.run_id))
 
 
-def _credentials(user: str | None, password: str | None) -> SiteCredentials | None:
-    return SiteCredentials(user, password) if user and password else None
+def _credentials(
+    user: str | None,
+    password: str | None,
+    ssh_user: str | None = None,
+    ssh_password: str | None = None,
+    ssh_private_key: str | None = None,
+) -> SiteCredentials | None:
+    """A request's UNICORE login and SSH login (either may be missing), for it only."""
+    ssh = None
+    if ssh_user and (ssh_password or ssh_private_key):
+        ssh = SshLogin(ssh_user, ssh_password or None, ssh_private_key or None)
+    if user and password:
+        return SiteCredentials(user, password, ssh)
+    return SiteCredentials("", "", ssh) if ssh else None
 
 
 def _header_credentials(request: Request) -> SiteCredentials | None:
-    """UNICORE credentials a client may send with status, logs and cancel requests."""
+    """The logins a client may send with status, logs and cancel requests."""
+    headers = request.headers
+    key = headers.get("x-ssh-private-key")
+    try:
+        private_key = base64.b64decode(key, validate=True).decode() if key else None
+    except ValueError as exc:
+        raise InvalidSubmission("X-Ssh-Private-Key is not base64.") from exc
     return _credentials(
-        request.headers.get("x-unicore-user"), request.headers.get("x-unicore-password")
+        headers.get("x-unicore-user"),
+        headers.get("x-unicore-password"),
+        headers.get("x-ssh-user"),
+        headers.get("x-ssh-password"),
+        private_key,
     )
 
 
@@ -130,6 +153,10 @@ async def submit(
     # Accepted for mantik 0.1.x clients; credentials are used per request, never stored.
     unicore_user: Annotated[str | None, Form(max_length=256)] = None,
     unicore_password: Annotated[str | None, Form(max_length=1024)] = None,
+    # An SSH site's login (MANTIK_SSH_USER, the key file's text or MANTIK_SSH_PASSWORD).
+    ssh_user: Annotated[str | None, Form(max_length=256)] = None,
+    ssh_password: Annotated[str | None, Form(max_length=1024)] = None,
+    ssh_private_key: Annotated[str | None, Form(max_length=16384)] = None,
     mlflow_tracking_uri: Annotated[str | None, Form(max_length=4096)] = None,
     mlflow_tracking_token: Annotated[str | None, Form(max_length=16384)] = None,
 ) -> SubmitResponse:
@@ -152,7 +179,9 @@ async def submit(
             backend_config=inline,
             run_name=run_name,
             project=unicore_project,
-            credentials=_credentials(unicore_user, unicore_password),
+            credentials=_credentials(
+                unicore_user, unicore_password, ssh_user, ssh_password, ssh_private_key
+            ),
             image_digest=image_digest or None,
         )
         done = await run_in_threadpool(service.submit, user.username, submission)

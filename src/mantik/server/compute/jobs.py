@@ -16,8 +16,19 @@ class TrackedJob:
 
 
 @dataclass(frozen=True)
+class SshLogin:
+    """A user's login on an SSH site: a private key (PEM/OpenSSH text) or a password."""
+
+    username: str
+    password: str | None = field(default=None, repr=False)
+    private_key: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
 class SiteCredentials:
-    """A user's credentials for a site, held for one request only (never stored)."""
+    """What a request brings for sites, held for that request only (never stored): the
+    user's UNICORE login (username, password), and an SSH login for SSH sites."""
 
     username: str
     password: str = field(repr=False)
+    ssh: SshLogin | None = None

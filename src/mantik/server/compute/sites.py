@@ -47,7 +47,7 @@ class Sites(Mapping[str, SiteConfig]):
     def driver(self, name: str) -> Driver:
         if name not in self._drivers:
             site = self._sites[name]
-            kind = DRIVERS[site.driver]
+            kind = DRIVERS[site.kind]
             cls: type[Driver] = getattr(importlib.import_module(kind.module), kind.cls)
             self._drivers[name] = cls(site)
         return self._drivers[name]

@@ -45,6 +45,14 @@ DRIVERS: dict[str, DriverKind] = {
             shares_filesystem=True, needs_credentials=False, stages_images=False, named_by_url=False
         ),
     ),
+    # A site of driver slurm with ``ssh:`` (not a driver name of its own in the sites file).
+    "slurm-ssh": DriverKind(
+        "mantik.server.compute.drivers.slurm_ssh.driver",
+        "SshSlurmDriver",
+        Capabilities(
+            shares_filesystem=False, needs_credentials=True, stages_images=True, named_by_url=False
+        ),
+    ),
     "unicore": DriverKind(
         "mantik.server.compute.drivers.unicore.driver",
         "UnicoreDriver",
@@ -55,10 +63,14 @@ DRIVERS: dict[str, DriverKind] = {
 }
 
 
+# What a sites file may name as ``driver``.
+SITE_DRIVERS = ("local", "slurm", "unicore")
+
+
 def known_driver(name: str) -> str:
     """``name`` if it names a driver (validates the sites file)."""
-    if name not in DRIVERS:
-        raise ValueError(f"unknown driver {name!r}; the drivers are: {', '.join(DRIVERS)}")
+    if name not in SITE_DRIVERS:
+        raise ValueError(f"unknown driver {name!r}; the drivers are: {', '.join(SITE_DRIVERS)}")
     return name
 
 

@@ -17,6 +17,20 @@ from pydantic import (
 
 from mantik.server.compute.drivers.catalog import Capabilities, capabilities, known_driver
 
+
+class SshEndpoint(BaseModel):
+    """A login node reached over SSH; its host key is pinned by the admin (no trust on
+    first use): the ``ssh-keyscan``/``known_hosts`` form, ``<type> <base64>``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    host: str = Field(min_length=1, max_length=253)
+    port: int = Field(default=22, ge=1, le=65535)
+    host_key: str = Field(
+        pattern=r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/=]+$"
+    )
+
+
 # An OS account name as useradd accepts it.
 _Account = Annotated[str, StringConstraints(pattern=r"^[a-z_][a-z0-9_.-]{0,31}$")]
 
@@ -50,6 +64,9 @@ class SiteConfig(BaseModel):
     run_as: Literal["account", "platform"] | None = None
     accounts: dict[str, _Account] = {}
     submitters: list[str] = []
+    # SLURM through SSH to a login node, as each user's own login (work_root: a folder
+    # there, relative to the user's home; default mantik-jobs).
+    ssh: SshEndpoint | None = None
     # Folders put first on the jobs' PATH (e.g. a shared Python with MLflow); unset: the
     # platform's MANTIK_JOB_PATH.
     job_path: list[Path] | None = None
@@ -64,9 +81,20 @@ class SiteConfig(BaseModel):
             )
         return self
 
+    @model_validator(mode="after")
+    def _ssh_is_for_slurm(self) -> SiteConfig:
+        if self.ssh is not None and self.driver != "slurm":
+            raise ValueError(f"site {self.name!r}: ssh applies to slurm sites")
+        return self
+
+    @property
+    def kind(self) -> str:
+        """The catalog entry that drives this site (SLURM over SSH is a kind of its own)."""
+        return "slurm-ssh" if self.ssh is not None else self.driver
+
     @property
     def capabilities(self) -> Capabilities:
-        return capabilities(self.driver)
+        return capabilities(self.kind)
 
 
 class SitesFile(BaseModel):

@@ -46,6 +46,11 @@ _STATES = {
 }
 
 
+def slurm_state(name: str) -> JobState:
+    """Ours for a SLURM state name as squeue prints it (unknown ones: still running)."""
+    return _STATES.get(name.split()[0], JobState.RUNNING)
+
+
 class SlurmDriver(Driver):
     def _run(
         self, argv: list[str], identity: JobIdentity | None = None, *, timeout: float = 60
@@ -101,12 +106,12 @@ class SlurmDriver(Driver):
             if job.job_id not in listed:
                 observed[job.job_id] = self.finished(job.workdir)
                 continue
-            slurm_state, reason = listed[job.job_id]
-            state = _STATES.get(slurm_state.split()[0], JobState.RUNNING)
+            slurm_name, reason = listed[job.job_id]
+            state = slurm_state(slurm_name)
             code = self.exit_code(job.workdir) if state.terminal else None
             if state is JobState.COMPLETED and code not in (None, 0):
                 state = JobState.FAILED
-            why = slurm_state if state.terminal and state is not JobState.COMPLETED else None
+            why = slurm_name if state.terminal and state is not JobState.COMPLETED else None
             if reason and reason != "None":
                 why = f"{why}: {reason}" if why else reason
             observed[job.job_id] = Observation(state, why, code)

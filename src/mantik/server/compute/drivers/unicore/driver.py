@@ -77,7 +77,7 @@ class UnicoreDriver(Driver):
         return True  # pyunicore's own default is False: never inherit it
 
     def _client(self, credentials: SiteCredentials | None) -> unicore.Client:
-        if credentials is None:
+        if credentials is None or not credentials.username:
             raise SiteRefused(
                 f"Site {self.site.name!r} needs your UNICORE credentials for this "
                 "(MANTIK_UNICORE_USERNAME, MANTIK_UNICORE_PASSWORD)."

@@ -1,0 +1,114 @@
+"""SLURM through SSH to a login node, as the user's own login: sbatch, squeue and scancel
+over one connection per request, the job folder copied there over SFTP.
+
+The platform keeps no SSH credentials: like UNICORE sites, jobs report themselves, and a
+status request that brings the user's login observes the job (LOST after the token's life).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+from mantik.compute.states import JobState, Observation
+from mantik.server.compute.drivers.base import Driver
+from mantik.server.compute.drivers.slurm.driver import slurm_state
+from mantik.server.compute.drivers.slurm.render import sbatch_arguments
+from mantik.server.compute.drivers.slurm_ssh.connection import SshSession
+from mantik.server.compute.errors import SiteFailed, SiteRefused
+from mantik.server.compute.job_folder import EXIT_CODE, LOG, MANTIK, SCRIPT, STAGED_IMAGE
+from mantik.server.compute.jobs import SiteCredentials, SshLogin, TrackedJob
+from mantik.server.compute.spec import JobSpec
+
+DEFAULT_ROOT = "mantik-jobs"  # in the user's home on the login node
+
+
+class SshSlurmDriver(Driver):
+    def _session(self, credentials: SiteCredentials | None) -> SshSession:
+        login: SshLogin | None = credentials.ssh if credentials else None
+        if login is None or not (login.private_key or login.password):
+            raise SiteRefused(
+                f"Site {self.site.name!r} needs your SSH login for this: MANTIK_SSH_USER "
+                "with MANTIK_SSH_KEY_FILE (or MANTIK_SSH_PASSWORD)."
+            )
+        assert self.site.ssh is not None
+        return SshSession(self.site.name, self.site.ssh, login)
+
+    def _folder(self, ssh: SshSession, run_id: str) -> str:
+        return f"{ssh.home_path(str(self.site.work_root or DEFAULT_ROOT))}/{run_id}"
+
+    def submit(self, spec: JobSpec, credentials: SiteCredentials | None = None) -> str:
+        with self._session(credentials) as ssh:
+            folder = self._folder(ssh, spec.run_id)
+            ssh.upload_tree(spec.workdir, folder)
+            if spec.image_file is not None:
+                ssh.sftp.put(str(spec.image_file), f"{folder}/{STAGED_IMAGE}")
+            there = dataclasses.replace(spec, workdir=Path(folder))
+            script = f"{folder}/{MANTIK}/{SCRIPT}"
+            result = ssh.run(["sbatch", *sbatch_arguments(there, self.site), script])
+            if result.code == 127:
+                raise SiteFailed(
+                    f"Site {self.site.name!r}: sbatch is not on the login node's PATH (in a "
+                    "login shell). The site's admin makes SLURM's commands available there."
+                )
+            if result.code != 0:
+                message = result.err.strip().removeprefix("sbatch: error: ")
+                if "partition" in message.lower():
+                    known = ssh.run(["sinfo", "-h", "-o", "%R"]).out.split()
+                    message += f" (the partitions there: {', '.join(sorted(set(known)))})"
+                raise SiteRefused(f"SLURM refused the job: {message}")
+            job_id = result.out.strip().split(";")[0]
+            if not job_id.isdigit():
+                raise SiteFailed(f"Could not make sense of sbatch output {result.out!r}")
+            return job_id
+
+    def poll(self, jobs: Sequence[TrackedJob]) -> dict[str, Observation]:
+        return {}  # no credentials between requests: the jobs report themselves
+
+    def observe(self, job: TrackedJob, credentials: SiteCredentials | None) -> Observation | None:
+        if credentials is None or credentials.ssh is None:
+            return None
+        with self._session(credentials) as ssh:
+            listed = ssh.run(
+                ["squeue", "-h", "--states=all", f"--jobs={job.job_id}", "--format=%i|%T|%r"]
+            )
+            for line in listed.out.splitlines():
+                parts = line.strip().split("|", 2)
+                if len(parts) == 3 and parts[0] == job.job_id:
+                    state = slurm_state(parts[1])
+                    if not state.terminal:
+                        reason = parts[2] if parts[2] and parts[2] != "None" else None
+                        return Observation(state, reason)
+            text = ssh.read_text(f"{self._folder(ssh, job.workdir.name)}/{MANTIK}/{EXIT_CODE}")
+        return _ended(text)
+
+    def cancel(self, job: TrackedJob, credentials: SiteCredentials | None = None) -> None:
+        with self._session(credentials) as ssh:
+            result = ssh.run(["scancel", job.job_id])
+        if result.code != 0 and "already completing or completed" not in result.err:
+            raise SiteFailed(f"scancel failed: {result.err.strip()}")
+
+    def read_log(self, job: TrackedJob, credentials: SiteCredentials | None = None) -> str:
+        if credentials is None or credentials.ssh is None:
+            return ""
+        with self._session(credentials) as ssh:
+            folder = self._folder(ssh, job.workdir.name)
+            return ssh.read_text(f"{folder}/{MANTIK}/{LOG}") or ""
+
+    def offline_files(
+        self, job: TrackedJob, credentials: SiteCredentials | None = None, *, final: bool = False
+    ) -> Path | None:
+        return None  # offline tracking over SFTP is not there yet
+
+
+def _ended(exit_code: str | None) -> Observation:
+    if exit_code is None or not re.fullmatch(r"\s*-?\d+\s*", exit_code):
+        return Observation(JobState.LOST, "the job ended without recording an exit code")
+    code = int(exit_code)
+    if code == 0:
+        return Observation(JobState.COMPLETED, exit_code=0)
+    if code == 143:
+        return Observation(JobState.CANCELLED, "terminated", exit_code=code)
+    return Observation(JobState.FAILED, f"exit code {code}", exit_code=code)

@@ -1,0 +1,165 @@
+"""SLURM over SSH as the user's own login: Debian's OpenSSH server on a loopback port in
+front of the real SLURM, two real accounts (one signs in with a key, one with a password)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+import pytest
+
+import mantik
+from tests.support.platform import JOB_PYTHON, PlatformProcess, start_platform
+from tests.support.services import require_slurm
+from tests.support.sshd import Login, Sshd, keypair, login_account, start_sshd
+
+SITE = "ssh-cluster"
+
+
+@dataclass(frozen=True)
+class SshSetup:
+    platform: PlatformProcess
+    sshd: Sshd
+    alice: Login  # with her key
+    bob: Login  # with his password
+    other_key: str  # a host key that is not the server's
+
+
+@pytest.fixture(scope="module")
+def ssh_setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshSetup]:
+    require_slurm()
+    root = tmp_path_factory.mktemp("ssh")
+    root.chmod(0o711)
+    with start_sshd(root / "sshd") as sshd:
+        tag = uuid.uuid4().hex[:6]
+        alice, bob = login_account(sshd, f"sshalice{tag}"), login_account(sshd, f"sshbob{tag}")
+        other_key = keypair(root / "not-the-host")
+        endpoint = {"host": "127.0.0.1", "port": sshd.port}
+        common = {"driver": "slurm", "partition": "debug", "job_path": [str(JOB_PYTHON / "bin")]}
+        sites = root / "sites.yaml"
+        sites.write_text(
+            json.dumps(
+                {
+                    "sites": [
+                        {"name": SITE, "ssh": {**endpoint, "host_key": sshd.host_key}, **common},
+                        {
+                            "name": "ssh-rekeyed",
+                            "ssh": {**endpoint, "host_key": other_key},
+                            **common,
+                        },
+                    ]
+                }
+            )
+        )
+        data_dir = root / "platform"
+        data_dir.mkdir()
+        env = {"MANTIK_SITES_FILE": str(sites)}
+        with start_platform(data_dir, env=env, workers=1) as platform:
+            yield SshSetup(platform, sshd, alice, bob, other_key)
+
+
+def _signed_in(setup: SshSetup, monkeypatch: pytest.MonkeyPatch, **ssh: str) -> str:
+    user = setup.platform.new_user("ssh")
+    for name, value in {
+        "MANTIK_USERNAME": user[0],
+        "MANTIK_PASSWORD": user[1],
+        "MLFLOW_TRACKING_URI": setup.platform.url,
+        **ssh,
+    }.items():
+        monkeypatch.setenv(name, value)
+    mantik.init_tracking()
+    return str(mlflow.create_experiment(f"ssh-{uuid.uuid4().hex[:8]}"))
+
+
+def _config(site: str = SITE) -> dict[str, object]:
+    return {"ComputeSite": site, "Resources": {"Runtime": "5m"}}
+
+
+def test_a_job_runs_as_the_ssh_login_and_tracks(
+    ssh_setup: SshSetup, monkeypatch: pytest.MonkeyPatch, make_project: Callable[..., Path]
+) -> None:
+    alice = ssh_setup.alice
+    experiment = _signed_in(
+        ssh_setup, monkeypatch, MANTIK_SSH_USER=alice.name, MANTIK_SSH_KEY_FILE=str(alice.key_file)
+    )
+    command = (
+        'echo "whoami=$(id -un)"; python -c \'import mlflow; mlflow.log_metric("over_ssh", 1.5)\''
+    )
+    client = mantik.ComputeBackendClient.from_env()
+    submitted = client.submit_run(experiment, {}, make_project(command, _config()), "backend.json")
+    info = client.wait(submitted.run_id, timeout=180, interval=1)  # status over SSH
+    log = client.get_logs(submitted.run_id)
+    assert info.run_status == "FINISHED", log
+    assert f"whoami={alice.name}" in log
+    run = mlflow.get_run(submitted.run_id)
+    assert run.data.metrics["over_ssh"] == 1.5
+
+    # The login went through the platform's hands only.
+    key = alice.key_file.read_text().strip().splitlines()[1]  # a line of the private key
+    platform = ssh_setup.platform
+    texts = [platform.log_text(), str(run.data.params), str(run.data.tags)]
+    for root in (platform.data_dir, platform.jobs_dir, Path(f"/home/{alice.name}/mantik-jobs")):
+        texts += [p.read_text(errors="replace") for p in root.rglob("*") if p.is_file()]
+    assert not any(key in text for text in texts)
+
+
+def test_a_password_login_submits_and_cancels(
+    ssh_setup: SshSetup, monkeypatch: pytest.MonkeyPatch, make_project: Callable[..., Path]
+) -> None:
+    bob = ssh_setup.bob
+    experiment = _signed_in(
+        ssh_setup, monkeypatch, MANTIK_SSH_USER=bob.name, MANTIK_SSH_PASSWORD=bob.password
+    )
+    client = mantik.ComputeBackendClient.from_env()
+    project = make_project("echo started; sleep 300", _config())
+    submitted = client.submit_run(experiment, {}, project, "backend.json")
+    client.cancel(submitted.run_id)
+    info = client.wait(submitted.run_id, timeout=120, interval=1)
+    assert info.run_status == "KILLED", client.get_logs(submitted.run_id)
+    assert bob.password not in ssh_setup.platform.log_text()
+
+
+def test_a_wrong_key_is_refused_and_leaves_no_run(
+    ssh_setup: SshSetup,
+    monkeypatch: pytest.MonkeyPatch,
+    make_project: Callable[..., Path],
+    tmp_path: Path,
+) -> None:
+    stranger = tmp_path / "stranger"
+    keypair(stranger)
+    experiment = _signed_in(
+        ssh_setup,
+        monkeypatch,
+        MANTIK_SSH_USER=ssh_setup.alice.name,
+        MANTIK_SSH_KEY_FILE=str(stranger),
+    )
+    client = mantik.ComputeBackendClient.from_env()
+    with pytest.raises(mantik.MantikError) as refused:
+        client.submit_run(experiment, {}, make_project("true", _config()), "backend.json")
+    assert refused.value.status_code == 401
+    assert "refused the SSH login" in str(refused.value)
+    assert mlflow.search_runs([experiment], output_format="list") == []
+
+
+def test_a_host_key_mismatch_is_refused_before_any_command(
+    ssh_setup: SshSetup, monkeypatch: pytest.MonkeyPatch, make_project: Callable[..., Path]
+) -> None:
+    alice = ssh_setup.alice
+    experiment = _signed_in(
+        ssh_setup, monkeypatch, MANTIK_SSH_USER=alice.name, MANTIK_SSH_KEY_FILE=str(alice.key_file)
+    )
+    accepted_before = ssh_setup.sshd.log_text().count("Accepted ")
+    client = mantik.ComputeBackendClient.from_env()
+    project = make_project("true", _config("ssh-rekeyed"))
+    with pytest.raises(mantik.MantikError) as refused:
+        client.submit_run(experiment, {}, project, "backend.json")
+    message = str(refused.value)
+    assert refused.value.status_code == 502
+    assert "did not show the host key the admin pinned" in message
+    assert message.count("SHA256:") == 2  # what it showed, what the site expects
+    assert ssh_setup.sshd.log_text().count("Accepted ") == accepted_before  # no login at all
+    assert mlflow.search_runs([experiment], output_format="list") == []
