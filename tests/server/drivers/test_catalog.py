@@ -11,7 +11,6 @@ from mantik.server.compute.drivers.site_config import SiteConfig
 from mantik.server.compute.sites import Sites
 from mantik.server.settings import ServerSettings
 
-
 _SSH = {"host": "login.example", "host_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA"}
 
 
