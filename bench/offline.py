@@ -138,21 +138,21 @@ class FetchClock:
     the bytes the UNICORE mirror fetched."""
 
     def __init__(self, driver: Driver) -> None:
-        from mantik.server.compute.offline import unicore_mirror
+        from mantik.server.compute.offline import mirror as offline_mirror
 
         self.fetch = driver.offline_files
         self.seconds = 0.0
         self.bytes = 0
         driver.offline_files = self  # type: ignore[method-assign]
-        mirror_run = unicore_mirror.OfflineMirror.run
+        mirror_run = offline_mirror.OfflineMirror.run
 
-        def counted(mirror: unicore_mirror.OfflineMirror, *, final: bool) -> Path:
+        def counted(mirror: offline_mirror.OfflineMirror, *, final: bool) -> Path:
             try:
                 return mirror_run(mirror, final=final)
             finally:
                 self.bytes += mirror.bytes
 
-        unicore_mirror.OfflineMirror.run = counted  # type: ignore[method-assign]
+        offline_mirror.OfflineMirror.run = counted  # type: ignore[method-assign]
 
     def __call__(
         self, job: TrackedJob, credentials: SiteCredentials | None = None, *, final: bool = False

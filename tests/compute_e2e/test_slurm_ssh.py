@@ -11,9 +11,13 @@ from pathlib import Path
 
 import mlflow
 import pytest
+from sqlalchemy import update
 
 import mantik
-from tests.support.platform import JOB_PYTHON, PlatformProcess, start_platform
+from mantik.server.compute.jobs import SiteCredentials, SshLogin
+from mantik.server.models import ComputeJob, OfflineSync
+from tests.support.offline_job import TRAIN, central_points, count_pushed_points
+from tests.support.platform import JOB_PYTHON, PlatformProcess, free_port, start_platform
 from tests.support.services import require_slurm
 from tests.support.sshd import Login, Sshd, keypair, login_account, start_sshd
 
@@ -40,24 +44,18 @@ def ssh_setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshSetup]:
         other_key = keypair(root / "not-the-host")
         endpoint = {"host": "127.0.0.1", "port": sshd.port}
         common = {"driver": "slurm", "partition": "debug", "job_path": [str(JOB_PYTHON / "bin")]}
+        pinned = {**endpoint, "host_key": sshd.host_key}
+        closed = f"http://127.0.0.1:{free_port()}"  # nobody listens: the node is "offline"
+        listed = [
+            {"name": SITE, "ssh": pinned, **common},
+            {"name": "ssh-rekeyed", "ssh": {**endpoint, "host_key": other_key}, **common},
+            {"name": "ssh-offline", "ssh": pinned, "tracking_uri": closed, **common},
+        ]
         sites = root / "sites.yaml"
-        sites.write_text(
-            json.dumps(
-                {
-                    "sites": [
-                        {"name": SITE, "ssh": {**endpoint, "host_key": sshd.host_key}, **common},
-                        {
-                            "name": "ssh-rekeyed",
-                            "ssh": {**endpoint, "host_key": other_key},
-                            **common,
-                        },
-                    ]
-                }
-            )
-        )
+        sites.write_text(json.dumps({"sites": listed}))
         data_dir = root / "platform"
         data_dir.mkdir()
-        env = {"MANTIK_SITES_FILE": str(sites)}
+        env = {"MANTIK_SITES_FILE": str(sites), "MANTIK_OFFLINE_SNAPSHOT_SECONDS": "2"}
         with start_platform(data_dir, env=env, workers=1) as platform:
             yield SshSetup(platform, sshd, alice, bob, other_key)
 
@@ -163,3 +161,40 @@ def test_a_host_key_mismatch_is_refused_before_any_command(
     assert message.count("SHA256:") == 2  # what it showed, what the site expects
     assert ssh_setup.sshd.log_text().count("Accepted ") == accepted_before  # no login at all
     assert mlflow.search_runs([experiment], output_format="list") == []
+
+
+def test_an_offline_job_is_synced_over_sftp_exactly_once(
+    ssh_setup: SshSetup, monkeypatch: pytest.MonkeyPatch, make_project: Callable[..., Path]
+) -> None:
+    alice, points, keys = ssh_setup.alice, 2000, 10
+    experiment = _signed_in(
+        ssh_setup, monkeypatch, MANTIK_SSH_USER=alice.name, MANTIK_SSH_KEY_FILE=str(alice.key_file)
+    )
+    config = {**_config("ssh-offline"), "Tracking": "auto"}
+    project = make_project(f"python train.py {points} 4 {keys}", config, {"train.py": TRAIN})
+    client = mantik.ComputeBackendClient.from_env()
+    submitted = client.submit_run(experiment, {}, project, "backend.json")
+    info = client.wait(submitted.run_id, timeout=240, interval=1)  # each status: over SSH
+    assert (info.run_status, info.tracking) == ("FINISHED", "offline"), client.get_logs(
+        submitted.run_id
+    )
+    assert central_points(submitted.run_id) == points + 1  # + the NaN point
+    history = mlflow.MlflowClient().get_metric_history(submitted.run_id, f"m{keys - 1}")
+    assert sorted(m.step for m in history) == list(range(points // keys))
+
+    # A second full sync over SFTP (as if the platform forgot what it read) adds nothing.
+    service = ssh_setup.platform.compute_service()
+    with service.db.session() as session:
+        session.execute(
+            update(OfflineSync)
+            .where(OfflineSync.run_id == submitted.run_id)
+            .values(snapshot_mtime_ns=None, final_at=None)
+        )
+        job = session.get(ComputeJob, submitted.run_id)
+    assert job is not None
+    pushed = count_pushed_points(service.runs.client)
+    login = SshLogin(alice.name, private_key=alice.key_file.read_text())
+    credentials = SiteCredentials("", "", login)
+    service.offline.sync(job, final=True, wait=True, status="FINISHED", credentials=credentials)
+    assert sum(pushed) == 0
+    assert central_points(submitted.run_id) == points + 1

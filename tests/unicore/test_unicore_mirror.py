@@ -15,8 +15,9 @@ import pytest
 from pyunicore import client as unicore
 from pyunicore.credentials import UsernamePassword
 
+from mantik.server.compute.offline.mirror import BLOCKS, OfflineMirror
 from mantik.server.compute.offline.node.offline_snapshot import snapshot
-from mantik.server.compute.offline.unicore_mirror import BLOCKS, OfflineMirror
+from mantik.server.compute.offline.unicore_mirror import UnicoreFolder
 from tests.support.unicore_gateway import UnicoreGateway
 from tests.unicore.conftest import UNICORE_PASSWORD, UNICORE_USER
 
@@ -72,7 +73,7 @@ def job(gateway: UnicoreGateway) -> Iterator[RemoteJob]:
 
 
 def _mirror(job: RemoteJob, target: Path, *, final: bool = False) -> OfflineMirror:
-    mirror = OfflineMirror(job.storage, target)
+    mirror = OfflineMirror(UnicoreFolder(job.storage), target)
     mirror.run(final=final)
     return mirror
 

@@ -129,6 +129,7 @@ class SshSession:
     def sftp(self) -> paramiko.SFTPClient:
         if self._sftp is None:
             self._sftp = self._client.open_sftp()
+            self._sftp.get_channel().settimeout(120)  # a stalled site fails, never hangs
         return self._sftp
 
     def home_path(self, path: str) -> str:

@@ -2,7 +2,8 @@
 over one connection per request, the job folder copied there over SFTP.
 
 The platform keeps no SSH credentials: like UNICORE sites, jobs report themselves, and a
-status request that brings the user's login observes the job (LOST after the token's life).
+status request that brings the user's login observes the job (LOST after the token's life)
+and mirrors an offline job's snapshot over SFTP, as UNICORE's file API does.
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ from mantik.server.compute.drivers.base import Driver
 from mantik.server.compute.drivers.slurm.driver import slurm_state
 from mantik.server.compute.drivers.slurm.render import sbatch_arguments
 from mantik.server.compute.drivers.slurm_ssh.connection import SshSession
+from mantik.server.compute.drivers.slurm_ssh.sftp_folder import SftpFolder
 from mantik.server.compute.errors import SiteFailed, SiteRefused
 from mantik.server.compute.job_folder import EXIT_CODE, LOG, MANTIK, SCRIPT, STAGED_IMAGE
 from mantik.server.compute.jobs import SiteCredentials, SshLogin, TrackedJob
+from mantik.server.compute.offline.mirror import MirrorError, OfflineMirror
 from mantik.server.compute.spec import JobSpec
 
 DEFAULT_ROOT = "mantik-jobs"  # in the user's home on the login node
@@ -74,15 +77,17 @@ class SshSlurmDriver(Driver):
             listed = ssh.run(
                 ["squeue", "-h", "--states=all", f"--jobs={job.job_id}", "--format=%i|%T|%r"]
             )
-            for line in listed.out.splitlines():
-                parts = line.strip().split("|", 2)
-                if len(parts) == 3 and parts[0] == job.job_id:
-                    state = slurm_state(parts[1])
-                    if not state.terminal:
-                        reason = parts[2] if parts[2] and parts[2] != "None" else None
-                        return Observation(state, reason)
+            seen = [line.strip().split("|", 2) for line in listed.out.splitlines()]
+            found = next((p for p in seen if len(p) == 3 and p[0] == job.job_id), None)
+            if found is not None and not slurm_state(found[1]).terminal:
+                reason = found[2] if found[2] not in ("", "None") else None
+                return Observation(slurm_state(found[1]), reason)
             text = ssh.read_text(f"{self._folder(ssh, job.workdir.name)}/{MANTIK}/{EXIT_CODE}")
-        return _ended(text)
+        ended = _ended(text)
+        if found is None or ended.state is not JobState.LOST:
+            return ended
+        state = slurm_state(found[1])  # ended before the wrapper ran (e.g. cancelled pending)
+        return Observation(state, found[1] if state is not JobState.COMPLETED else None)
 
     def cancel(self, job: TrackedJob, credentials: SiteCredentials | None = None) -> None:
         with self._session(credentials) as ssh:
@@ -92,7 +97,7 @@ class SshSlurmDriver(Driver):
 
     def read_log(self, job: TrackedJob, credentials: SiteCredentials | None = None) -> str:
         if credentials is None or credentials.ssh is None:
-            return ""
+            return super().read_log(job)  # what the platform kept (fetched at the end)
         with self._session(credentials) as ssh:
             folder = self._folder(ssh, job.workdir.name)
             return ssh.read_text(f"{folder}/{MANTIK}/{LOG}") or ""
@@ -100,7 +105,15 @@ class SshSlurmDriver(Driver):
     def offline_files(
         self, job: TrackedJob, credentials: SiteCredentials | None = None, *, final: bool = False
     ) -> Path | None:
-        return None  # offline tracking over SFTP is not there yet
+        # As on UNICORE: mirrored (changed blocks only) while a request holds the login.
+        if credentials is None or credentials.ssh is None:
+            return None
+        with self._session(credentials) as ssh:
+            remote = SftpFolder(ssh.sftp, self._folder(ssh, job.workdir.name))
+            try:
+                return OfflineMirror(remote, job.workdir / MANTIK).run(final=final)
+            except MirrorError as exc:
+                raise SiteFailed(f"Offline files of job {job.job_id}: {exc}") from exc
 
 
 def _ended(exit_code: str | None) -> Observation:

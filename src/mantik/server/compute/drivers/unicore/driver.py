@@ -38,7 +38,8 @@ from mantik.server.compute.errors import (
 )
 from mantik.server.compute.job_folder import LOG, MANTIK, STAGED_IMAGE, TOKEN
 from mantik.server.compute.jobs import SiteCredentials, TrackedJob
-from mantik.server.compute.offline.unicore_mirror import MirrorError, OfflineMirror
+from mantik.server.compute.offline.mirror import MirrorError, OfflineMirror
+from mantik.server.compute.offline.unicore_mirror import UnicoreFolder
 from mantik.server.compute.spec import JobSpec
 
 IMAGE_FOLDER = "mantik-images"  # on the site's image_storage
@@ -196,7 +197,7 @@ class UnicoreDriver(Driver):
             return None
         try:
             storage = self._job(job, credentials).working_dir
-            return OfflineMirror(storage, job.workdir / MANTIK).run(final=final)
+            return OfflineMirror(UnicoreFolder(storage), job.workdir / MANTIK).run(final=final)
         except SiteError:
             raise
         except MirrorError as exc:
