@@ -6,6 +6,7 @@ mkdir -p .mantik project && mv -f job-token .mantik/ && chmod 600 .mantik/job-to
 (cd project && (python3 -m zipfile -e ../project.zip . 2>/dev/null || unzip -qo ../project.zip)) && rm -f project.zip
 export MANTIK_DIR="$PWD/.mantik"
 MANTIK_LOG="$MANTIK_DIR/job.log"
+[ -w "${HOME:-/}" ] || export HOME="${MANTIK_DIR%/.mantik}"
 export MANTIK_LOG_URL=https://mantik.example.org/api/2.0/mlflow-artifacts/artifacts/7/r/artifacts/mantik/job.log
 export MLFLOW_TRACKING_URI=https://mantik.example.org
 export MLFLOW_RUN_ID=0123456789abcdef0123456789abcdef

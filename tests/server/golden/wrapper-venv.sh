@@ -4,6 +4,7 @@ set -u
 umask 027
 export MANTIK_DIR=/jobs/r1/.mantik
 MANTIK_LOG="$MANTIK_DIR/job.log"
+[ -w "${HOME:-/}" ] || export HOME="${MANTIK_DIR%/.mantik}"
 export MANTIK_LOG_URL=https://mantik.example.org/api/2.0/mlflow-artifacts/artifacts/7/r/artifacts/mantik/job.log
 export MLFLOW_TRACKING_URI=https://mantik.example.org
 export MLFLOW_RUN_ID=0123456789abcdef0123456789abcdef
