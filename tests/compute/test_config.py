@@ -60,6 +60,7 @@ EVERY_KEY: dict[str, Any] = {
         "Nodes": 2,
         "CPUs": 96,
         "CPUsPerNode": 48,
+        "CPUsPerTask": 12,
         "GPUsPerNode": 4,
         "Memory": "500MiB",
         "Reservation": 12345,
@@ -73,6 +74,7 @@ EVERY_KEY: dict[str, Any] = {
     "PostRunCommands": ["echo done"],
     "Exclude": ["*.ckpt", "data/**"],
     "Tracking": "offline",
+    "Launcher": "srun",
 }
 
 
@@ -133,6 +135,7 @@ def test_every_key() -> None:
         nodes=2,
         cpus=96,
         cpus_per_node=48,
+        cpus_per_task=12,
         gpus_per_node=4,
         memory=500 * MIB,
         reservation="12345",
@@ -146,6 +149,7 @@ def test_every_key() -> None:
     assert config.post_run_commands == ["echo done"]
     assert config.exclude == ["*.ckpt", "data/**"]
     assert config.tracking == "offline"
+    assert config.launcher == "srun"
     assert BackendConfig.model_validate(config.to_wire()) == config
     assert set(config.to_wire()) == set(EVERY_KEY)
 
@@ -354,6 +358,10 @@ def test_renderers_refuse_non_positive(render: Any, value: int) -> None:
         ({"ApptainerOptions": "--nv"}, "ApptainerOptions", "must be a list"),
         ({"Exclude": [1]}, "Exclude[0]", "must be a string"),
         ({"Tracking": "on"}, "Tracking", "'online', 'offline' or 'auto'"),
+        ({"Launcher": "mpirun"}, "Launcher", "must be one of 'srun'"),
+        ({"Launcher": True}, "Launcher", "must be one of 'srun'"),
+        ({"Resources": {"TasksPerNode": 0}}, "Resources.TasksPerNode", "positive whole number"),
+        ({"Resources": {"CPUsPerTask": "many"}}, "Resources.CPUsPerTask", "whole number"),
     ],
 )
 def test_bad_values(data: dict[str, Any], key: str, fragment: str) -> None:
@@ -377,6 +385,12 @@ def test_allowed_environment_names_and_values() -> None:
         ({"SingularityImage": "a.sif", "Venv": "/v"}, "Venv and SingularityImage"),
         ({"RemoteImage": "/a.sif", "Venv": "/v"}, "Venv and RemoteImage"),
         ({"Venv": "/v", "ApptainerOptions": ["--nv"]}, "ApptainerOptions apply to images"),
+        ({"Resources": {"TasksPerNode": 2}}, 'shape the tasks of "Launcher": "srun"'),
+        ({"Resources": {"CPUsPerTask": 2}}, 'shape the tasks of "Launcher": "srun"'),
+        (
+            {"Launcher": "srun", "Resources": {"TasksPerNode": 2, "CPUsPerNode": 2}},
+            "TasksPerNode and CPUsPerNode both set the tasks per node",
+        ),
     ],
 )
 def test_conflicting_keys(data: dict[str, Any], fragment: str) -> None:
@@ -404,11 +418,11 @@ def test_all_problems_in_one_message() -> None:
 
 
 RESOURCE_KEYS = (
-    "CPUs, CPUsPerNode, GPUsPerNode, Memory, NodeConstraints, Nodes, QoS, Queue, "
-    "Reservation, Runtime"
+    "CPUs, CPUsPerNode, CPUsPerTask, GPUsPerNode, Memory, NodeConstraints, Nodes, QoS, "
+    "Queue, Reservation, Runtime, TasksPerNode"
 )
 TOP_KEYS = (
-    "ApptainerOptions, ComputeSite, Environment, Exclude, Modules, PostRunCommands, "
+    "ApptainerOptions, ComputeSite, Environment, Exclude, Launcher, Modules, PostRunCommands, "
     "PreRunCommands, RemoteImage, Resources, SingularityImage, Tracking, UnicoreApiUrl, Venv"
 )
 
@@ -438,6 +452,9 @@ def test_misspelled_top_level_key() -> None:
         ({"Resources": {"cpu_per_node": 1}}, "CPUsPerNode"),
         ({"Resources": {"Qos": "x"}}, "QoS"),
         ({"Resources": {"RunTime": "1h"}}, "Runtime"),
+        ({"Launch": "srun"}, "Launcher"),
+        ({"Resources": {"TaskPerNode": 2}}, "TasksPerNode"),
+        ({"Resources": {"cpus_per_tasks": 2}}, "CPUsPerTask"),
     ],
 )
 def test_suggestions(data: dict[str, Any], suggestion: str | None) -> None:
@@ -458,6 +475,18 @@ def test_resource_key_at_top_level() -> None:
 def test_top_level_key_inside_resources() -> None:
     message = error_of({"Resources": {"Environment": {}}})
     assert "'Environment' belongs at the top level, not inside Resources." in message
+    message = error_of({"Resources": {"Launcher": "srun"}})
+    assert "'Launcher' belongs at the top level, not inside Resources." in message
+
+
+def test_launcher_with_the_shape_of_its_tasks() -> None:
+    config = validate_backend_config(
+        {"Launcher": "srun", "Resources": {"Nodes": 2, "TasksPerNode": 4, "CPUsPerTask": 8}}
+    )
+    r = config.resources
+    assert (config.launcher, r.nodes, r.tasks_per_node, r.cpus_per_task) == ("srun", 2, 4, 8)
+    assert BackendConfig.model_validate(config.to_wire()) == config
+    assert validate_backend_config({}).launcher is None
 
 
 # ---------------------------------------------------------------------- loading

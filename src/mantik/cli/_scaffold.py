@@ -97,12 +97,18 @@ Exclude: ["*.sif", "data/**", "checkpoints/"]
 # How the job tracks: online, offline (compute nodes without internet) or auto.
 Tracking: auto
 
+# SLURM sites: run the entry point once per task with srun (RANK, WORLD_SIZE, MASTER_ADDR,
+# … set as torchrun sets them); rank 0 tracks the run.
+# Launcher: srun
+
 Resources:
   Runtime: 30m          # 30s, 30m, 12h, 1d, or HH:MM:SS
   # Queue: batch        # the partition
   # Nodes: 1
   CPUs: 1               # total tasks (UNICORE's TotalCPUs, sbatch --ntasks)
   # CPUsPerNode: 1
+  # TasksPerNode: 4     # with Launcher: srun (sbatch --ntasks-per-node)
+  # CPUsPerTask: 8      # with Launcher: srun (sbatch --cpus-per-task)
   # GPUsPerNode: 1
   Memory: 2GiB          # per node: 500M, 12G, 12GiB
   # Reservation: my-reservation

@@ -45,3 +45,8 @@ def test_only_sites_named_by_url_answer_to_one() -> None:
         },
     )
     assert [site.name for site in sites.named_by_url()] == ["hpc"]
+
+
+def test_only_slurm_sites_launch_tasks() -> None:
+    # "Launcher": "srun" is refused (400) on every site without the capability.
+    assert [name for name, kind in DRIVERS.items() if kind.capabilities.launches_tasks] == ["slurm"]

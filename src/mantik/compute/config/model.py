@@ -48,6 +48,12 @@ class Resources(_Model):
     nodes: Count | None = Field(None, alias="Nodes")
     cpus: Count | None = Field(None, alias="CPUs", description="Total CPUs (tasks).")
     cpus_per_node: Count | None = Field(None, alias="CPUsPerNode")
+    tasks_per_node: Count | None = Field(
+        None, alias="TasksPerNode", description='Tasks per node (with "Launcher": "srun").'
+    )
+    cpus_per_task: Count | None = Field(
+        None, alias="CPUsPerTask", description='CPUs per task (with "Launcher": "srun").'
+    )
     gpus_per_node: Annotated[int, Field(ge=0), BeforeValidator(no_bool)] | None = Field(
         None, alias="GPUsPerNode"
     )
@@ -118,6 +124,12 @@ class BackendConfig(_Model):
         description="online: log to the platform from the node; offline: log to files and "
         "upload after the run; auto: online when the node can reach the platform.",
     )
+    launcher: Literal["srun"] | None = Field(
+        None,
+        alias="Launcher",
+        description="srun: run the entry point as one task per SLURM task (RANK, WORLD_SIZE, "
+        "MASTER_ADDR, … set), tracked by rank 0 only; unset: once, in the batch step.",
+    )
 
     @model_validator(mode="after")
     def _exclusive(self) -> BackendConfig:
@@ -133,6 +145,16 @@ class BackendConfig(_Model):
             )
         if self.venv and self.apptainer_options:
             raise ValueError("ApptainerOptions apply to images, not to a Venv: remove one of them")
+        r = self.resources
+        if self.launcher is None and (r.tasks_per_node or r.cpus_per_task):
+            raise ValueError(
+                'Resources.TasksPerNode and CPUsPerTask shape the tasks of "Launcher": "srun": '
+                "add it, or remove them"
+            )
+        if r.tasks_per_node and r.cpus_per_node:
+            raise ValueError(
+                "Resources.TasksPerNode and CPUsPerNode both set the tasks per node: keep one"
+            )
         return self
 
     def to_wire(self) -> dict[str, Any]:

@@ -14,6 +14,8 @@ Layout (``.mantik/`` holds the platform's and the wrapper's files)::
         ├── stdout                the wrapper's own output (local site)
         ├── image-digest          which cached image the job runs
         ├── backend-config.json   the config as the platform understood it
+        ├── ranks/                "Launcher": "srun": rank-<N>.exit, each task's exit code;
+        │                         rank-<N>/, the tracking store of a rank but 0 (not synced)
         └── offline/              offline tracking: the job's local MLflow store
             ├── mlruns.db         live, written by the job only
             ├── snapshot.db       consistent copies, published atomically
@@ -41,6 +43,7 @@ TRACKING_MODE = "tracking"
 STDOUT = "stdout"
 IMAGE_DIGEST = "image-digest"
 BACKEND_CONFIG = "backend-config.json"
+RANKS = "ranks"
 OFFLINE = "offline"
 LIVE_STORE = "mlruns.db"
 SNAPSHOT = "snapshot.db"

@@ -154,6 +154,12 @@ class ComputeService:
     def _submit(self, username: str, submission: Submission, staging: Path) -> Submitted:
         prepared = prepare(submission, staging, self.settings.max_unpacked_bytes)
         site = self.site_for(prepared.config)
+        if prepared.config.launcher and not site.capabilities.launches_tasks:
+            raise InvalidSubmission(
+                f'"Launcher": "{prepared.config.launcher}" applies to SLURM sites only, and '
+                f"site {site.name!r} is a {site.driver} site: remove Launcher (and "
+                "Resources.TasksPerNode, CPUsPerTask), or set ComputeSite to a SLURM site."
+            )
         self.sites.driver(site.name)  # an unusable driver fails before the run exists
         identity = self.job_identity(site, username)
         work_root = self.sites.work_root(site)

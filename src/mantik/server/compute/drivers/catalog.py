@@ -21,6 +21,8 @@ class Capabilities:
     stages_images: bool
     # Users may name the site by its API URL (UnicoreApiUrl) instead of its name.
     named_by_url: bool
+    # Jobs may run their entry point as one task per SLURM task ("Launcher": "srun").
+    launches_tasks: bool
 
 
 @dataclass(frozen=True)
@@ -35,14 +37,22 @@ DRIVERS: dict[str, DriverKind] = {
         "mantik.server.compute.drivers.local.driver",
         "LocalDriver",
         Capabilities(
-            shares_filesystem=True, needs_credentials=False, stages_images=False, named_by_url=False
+            shares_filesystem=True,
+            needs_credentials=False,
+            stages_images=False,
+            named_by_url=False,
+            launches_tasks=False,
         ),
     ),
     "slurm": DriverKind(
         "mantik.server.compute.drivers.slurm.driver",
         "SlurmDriver",
         Capabilities(
-            shares_filesystem=True, needs_credentials=False, stages_images=False, named_by_url=False
+            shares_filesystem=True,
+            needs_credentials=False,
+            stages_images=False,
+            named_by_url=False,
+            launches_tasks=True,
         ),
     ),
     # A site of driver slurm with ``ssh:`` (not a driver name of its own in the sites file).
@@ -57,7 +67,11 @@ DRIVERS: dict[str, DriverKind] = {
         "mantik.server.compute.drivers.unicore.driver",
         "UnicoreDriver",
         Capabilities(
-            shares_filesystem=False, needs_credentials=True, stages_images=True, named_by_url=True
+            shares_filesystem=False,
+            needs_credentials=True,
+            stages_images=True,
+            named_by_url=True,
+            launches_tasks=False,
         ),
     ),
 }

@@ -11,6 +11,7 @@ import os
 import shlex
 from collections.abc import Sequence
 
+from mantik.server.compute.drivers import tasks
 from mantik.server.compute.job_folder import EXIT_CODE, LOG, MANTIK, PROJECT, TOKEN
 from mantik.server.compute.offline import wrapper as offline
 from mantik.server.compute.spec import JobSpec
@@ -136,6 +137,8 @@ def render_wrapper(spec: JobSpec, header: Sequence[str] = (), prologue: Sequence
         lines += [f'export APPTAINERENV_{name}="${name}"' for name in names]
     lines.append(_FUNCTIONS.strip("\n"))
     lines += offline.functions(spec)
+    if config.launcher == "srun":
+        lines.append(tasks.FUNCTIONS)
     lines += [
         "trap _mantik_on_term TERM INT",
         f'cd "$MANTIK_DIR/../{PROJECT}" || _mantik_finish 97 FAILED',
@@ -147,8 +150,11 @@ def render_wrapper(spec: JobSpec, header: Sequence[str] = (), prologue: Sequence
     lines += [f"  {command}" for command in config.pre_run_commands]
     init = offline.init_lines(spec, run_line(offline.with_init_command(spec)))
     lines += [f"  {line}" for line in init]
+    launch = [run_line(spec)]
+    if config.launcher == "srun":
+        launch = tasks.launch_lines(spec, launch[0])
+    lines += [f"  {line}" for line in launch]
     lines += [
-        f"  {run_line(spec)}",
         '} > >(tee -a "$MANTIK_LOG") 2>&1 &',
         "_mantik_child=$!",
         'wait "$_mantik_child"',

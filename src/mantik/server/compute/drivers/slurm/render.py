@@ -51,7 +51,8 @@ def _checked(key: str, value: str) -> str:
 
 
 def sbatch_arguments(spec: JobSpec, site: SiteConfig) -> list[str]:
-    """The sbatch options for ``spec`` (UNICORE's mapping: CPUs → --ntasks)."""
+    """The sbatch options for ``spec`` (UNICORE's mapping: CPUs → --ntasks; the tasks of
+    ``"Launcher": "srun"``: TasksPerNode → --ntasks-per-node, CPUsPerTask → --cpus-per-task)."""
     r = spec.config.resources
     args = [
         f"--job-name={spec.name}",
@@ -70,6 +71,10 @@ def sbatch_arguments(spec: JobSpec, site: SiteConfig) -> list[str]:
         args.append(f"--ntasks={r.cpus}")
     if r.cpus_per_node is not None:
         args.append(f"--ntasks-per-node={r.cpus_per_node}")
+    if r.tasks_per_node is not None:  # with "Launcher": "srun" only
+        args.append(f"--ntasks-per-node={r.tasks_per_node}")
+    if r.cpus_per_task is not None:
+        args.append(f"--cpus-per-task={r.cpus_per_task}")
     if r.gpus_per_node is not None:
         args.append(f"--gpus-per-node={r.gpus_per_node}")
     if r.memory is not None:
