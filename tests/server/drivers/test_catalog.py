@@ -49,4 +49,5 @@ def test_only_sites_named_by_url_answer_to_one() -> None:
 
 def test_only_slurm_sites_launch_tasks() -> None:
     # "Launcher": "srun" is refused (400) on every site without the capability.
-    assert [name for name, kind in DRIVERS.items() if kind.capabilities.launches_tasks] == ["slurm"]
+    launching = [name for name, kind in DRIVERS.items() if kind.capabilities.launches_tasks]
+    assert launching == ["slurm", "slurm-ssh"]

@@ -60,7 +60,11 @@ DRIVERS: dict[str, DriverKind] = {
         "mantik.server.compute.drivers.slurm_ssh.driver",
         "SshSlurmDriver",
         Capabilities(
-            shares_filesystem=False, needs_credentials=True, stages_images=True, named_by_url=False
+            shares_filesystem=False,
+            needs_credentials=True,
+            stages_images=True,
+            named_by_url=False,
+            launches_tasks=True,  # sbatch over SSH: srun in the batch step as anywhere
         ),
     ),
     "unicore": DriverKind(
