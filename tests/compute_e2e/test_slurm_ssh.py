@@ -31,6 +31,7 @@ class SshSetup:
     alice: Login  # with her key
     bob: Login  # with his password
     other_key: str  # a host key that is not the server's
+    carol: Login  # her login shell finds no SLURM
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +42,9 @@ def ssh_setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshSetup]:
     with start_sshd(root / "sshd") as sshd:
         tag = uuid.uuid4().hex[:6]
         alice, bob = login_account(sshd, f"sshalice{tag}"), login_account(sshd, f"sshbob{tag}")
+        carol = login_account(sshd, f"sshcarol{tag}")
+        profile = Path(f"/home/{carol.name}/.bash_profile")
+        profile.write_text("export PATH=/nowhere\n")  # a login node without SLURM for her
         other_key = keypair(root / "not-the-host")
         endpoint = {"host": "127.0.0.1", "port": sshd.port}
         common = {"driver": "slurm", "partition": "debug", "job_path": [str(JOB_PYTHON / "bin")]}
@@ -57,7 +61,7 @@ def ssh_setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshSetup]:
         data_dir.mkdir()
         env = {"MANTIK_SITES_FILE": str(sites), "MANTIK_OFFLINE_SNAPSHOT_SECONDS": "2"}
         with start_platform(data_dir, env=env, workers=1) as platform:
-            yield SshSetup(platform, sshd, alice, bob, other_key)
+            yield SshSetup(platform, sshd, alice, bob, other_key, carol)
 
 
 def _signed_in(setup: SshSetup, monkeypatch: pytest.MonkeyPatch, **ssh: str) -> str:
@@ -198,3 +202,29 @@ def test_an_offline_job_is_synced_over_sftp_exactly_once(
     service.offline.sync(job, final=True, wait=True, status="FINISHED", credentials=credentials)
     assert sum(pushed) == 0
     assert central_points(submitted.run_id) == points + 1
+
+
+def test_sbatch_off_the_login_path_and_an_unknown_partition_say_how_to_fix(
+    ssh_setup: SshSetup, monkeypatch: pytest.MonkeyPatch, make_project: Callable[..., Path]
+) -> None:
+    carol, alice = ssh_setup.carol, ssh_setup.alice
+    experiment = _signed_in(
+        ssh_setup, monkeypatch, MANTIK_SSH_USER=carol.name, MANTIK_SSH_KEY_FILE=str(carol.key_file)
+    )
+    with pytest.raises(mantik.MantikError) as no_slurm:
+        mantik.ComputeBackendClient.from_env().submit_run(
+            experiment, {}, make_project("true", _config()), "backend.json"
+        )
+    assert no_slurm.value.status_code == 502
+    assert "sbatch is not on the login node's PATH" in str(no_slurm.value)
+
+    monkeypatch.setenv("MANTIK_SSH_USER", alice.name)
+    monkeypatch.setenv("MANTIK_SSH_KEY_FILE", str(alice.key_file))
+    config = {"ComputeSite": SITE, "Resources": {"Runtime": "5m", "Queue": "nosuch"}}
+    with pytest.raises(mantik.MantikError) as no_partition:
+        mantik.ComputeBackendClient.from_env().submit_run(
+            experiment, {}, make_project("true", config), "backend.json"
+        )
+    assert no_partition.value.status_code == 400
+    assert "partition" in str(no_partition.value) and "debug" in str(no_partition.value)
+    assert mlflow.search_runs([experiment], output_format="list") == []
