@@ -228,3 +228,22 @@ def test_sbatch_off_the_login_path_and_an_unknown_partition_say_how_to_fix(
     assert no_partition.value.status_code == 400
     assert "partition" in str(no_partition.value) and "debug" in str(no_partition.value)
     assert mlflow.search_runs([experiment], output_format="list") == []
+
+
+def test_listing_runs_observes_all_going_jobs_over_one_connection(
+    ssh_setup: SshSetup, monkeypatch: pytest.MonkeyPatch, make_project: Callable[..., Path]
+) -> None:
+    alice = ssh_setup.alice
+    experiment = _signed_in(
+        ssh_setup, monkeypatch, MANTIK_SSH_USER=alice.name, MANTIK_SSH_KEY_FILE=str(alice.key_file)
+    )
+    client = mantik.ComputeBackendClient.from_env()
+    project = make_project("sleep 120", _config())
+    runs = [client.submit_run(experiment, {}, project, "backend.json") for _ in range(3)]
+    logins = ssh_setup.sshd.log_text().count("Accepted publickey")
+    listed = client.list_runs(experiment_id=experiment)
+    assert ssh_setup.sshd.log_text().count("Accepted publickey") == logins + 1
+    assert {r.run_id for r in listed} == {r.run_id for r in runs}
+    assert all(r.state in ("PENDING", "RUNNING") for r in listed), [r.state for r in listed]
+    for run in runs:
+        client.cancel(run.run_id)

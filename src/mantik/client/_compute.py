@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import json
 import os
@@ -20,7 +19,7 @@ from mantik._exceptions import (
     PlatformError,
     RunTimeout,
 )
-from mantik.client import _env, _http, _images, _tokens
+from mantik.client import _env, _http, _images, _ssh, _tokens
 from mantik.client._progress import ProgressReader, Report, UploadProgress, reporter
 from mantik.client._runs import RunInfo, SubmittedRun
 from mantik.compute.archive.pack import zip_project_to_tempfile
@@ -40,10 +39,6 @@ class _Image:
     digest: str
     size: int
     missing: bool
-
-
-def _b64(text: str) -> str:
-    return base64.b64encode(text.encode()).decode()
 
 
 class ComputeBackendClient:
@@ -151,26 +146,11 @@ class ComputeBackendClient:
             # Lets the platform ask UNICORE about the job; never stored there.
             headers["X-Unicore-User"] = self.unicore_username
             headers["X-Unicore-Password"] = self._unicore_password
-        for name, value in self._ssh_login().items():
-            header = f"X-Ssh-{name.removeprefix('ssh_').replace('_', '-').title()}"
-            headers[header] = value if name != "ssh_private_key" else _b64(value)
+        headers.update(_ssh.as_headers(self._ssh_login()))
         return headers
 
     def _ssh_login(self) -> dict[str, str]:
-        """The SSH login as form fields (the key file is read here, for this request)."""
-        if not self.ssh_username:
-            return {}
-        login = {"ssh_user": self.ssh_username}
-        if self._ssh_key_file:
-            try:
-                login["ssh_private_key"] = Path(self._ssh_key_file).expanduser().read_text()
-            except OSError as exc:
-                raise ConfigurationError(
-                    f"MANTIK_SSH_KEY_FILE {self._ssh_key_file!r} cannot be read: {exc.strerror}"
-                ) from exc
-        if self._ssh_password:
-            login["ssh_password"] = self._ssh_password
-        return login
+        return _ssh.login_fields(self.ssh_username, self._ssh_key_file, self._ssh_password)
 
     def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         url = f"{self.compute_backend_url}{path}"

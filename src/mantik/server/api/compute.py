@@ -202,7 +202,7 @@ def list_runs(
     state: Annotated[str | None, Query()] = None,
 ) -> list[RunView]:
     service = _service(request)
-    jobs = service.list_jobs(user.username, experiment_id, state)
+    jobs = service.list_jobs(user.username, experiment_id, state, _header_credentials(request))
     syncs = statuses(service.db, (job.run_id for job in jobs))
     return [RunView.of(job, syncs.get(job.run_id)) for job in jobs]
 

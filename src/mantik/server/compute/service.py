@@ -21,6 +21,7 @@ from mantik.compute.states import JobState
 from mantik.server.compute.accounts import folders
 from mantik.server.compute.accounts.identity import JobIdentity
 from mantik.server.compute.accounts.policy import RunAs
+from mantik.server.compute.accounts.records import identity_of, run_as_columns
 from mantik.server.compute.drivers.site_config import SiteConfig
 from mantik.server.compute.errors import (
     ExperimentNotFound,
@@ -262,7 +263,7 @@ class ComputeService:
                     workdir=str(job.workdir),
                     token_id=claims.token_id,
                     token_expires_at=datetime.fromtimestamp(expires, UTC),
-                    **_run_as_columns(job.identity),
+                    **run_as_columns(job.identity),
                 )
             )
         return Submitted(submission.experiment_id, run_id, job_id, site.name)
@@ -321,7 +322,7 @@ class ComputeService:
     ) -> ComputeJob:
         job = self.job(username, run_id, "update")
         if not JobState(job.state).terminal and job.job_id:
-            tracked = TrackedJob(job.job_id, Path(job.workdir), _identity_of(job))
+            tracked = TrackedJob(job.job_id, Path(job.workdir), identity_of(job))
             self.sites.driver(job.site).cancel(tracked, credentials)
         return job
 
@@ -333,7 +334,40 @@ class ComputeService:
         return self.sites.driver(job.site).read_log(tracked, credentials)
 
     def list_jobs(
-        self, username: str, experiment_id: str | None = None, state: str | None = None
+        self,
+        username: str,
+        experiment_id: str | None = None,
+        state: str | None = None,
+        credentials: SiteCredentials | None = None,
+    ) -> list[ComputeJob]:
+        """The user's visible jobs; with credentials, the going ones on sites that answer
+        only with them (and can be asked about all at once) are observed first."""
+        if credentials is not None:
+            self._observe_going(username, credentials)
+        return self._visible_jobs(username, experiment_id, state)
+
+    def _observe_going(self, username: str, credentials: SiteCredentials) -> None:
+        going: dict[str, list[ComputeJob]] = {}
+        for job in self._visible_jobs(username, None, None):
+            site = self.sites.get(job.site)
+            if site and site.capabilities.needs_credentials and self._observable(job):
+                going.setdefault(job.site, []).append(job)
+        for name, jobs in going.items():
+            driver = self.sites.driver(name)
+            if not driver.observes_many_at_once:
+                continue  # one site request per job: only when asked for that job
+            tracked = [TrackedJob(j.job_id or "", Path(j.workdir)) for j in jobs if j.job_id]
+            try:
+                seen = driver.observe_many(tracked, credentials)
+            except SiteError as exc:  # the list still answers; the states are the last known
+                log.warning("observing the jobs on site %s failed: %s", name, exc)
+                continue
+            for job in jobs:
+                if job.job_id in seen:
+                    self.lifecycle.apply(job, seen[job.job_id], credentials)
+
+    def _visible_jobs(
+        self, username: str, experiment_id: str | None, state: str | None
     ) -> list[ComputeJob]:
         with self.db.session() as session:
             query = select(ComputeJob).order_by(ComputeJob.submitted_at.desc())
@@ -350,23 +384,3 @@ class ComputeService:
             if visible[job.experiment_id]:
                 result.append(job)
         return result
-
-
-def _run_as_columns(identity: JobIdentity) -> dict[str, Any]:
-    if identity.is_platform:
-        return {}
-    return {
-        "run_as_account": identity.account,
-        "run_as_uid": identity.uid,
-        "run_as_gid": identity.gid,
-    }
-
-
-def _identity_of(job: ComputeJob) -> JobIdentity | None:
-    """Who a recorded job runs as (None: the platform)."""
-    if job.run_as_uid is None or job.run_as_gid is None:
-        return None
-    home = JobIdentity.of_account(job.run_as_account) if job.run_as_account else None
-    return JobIdentity(
-        job.run_as_uid, job.run_as_gid, job.run_as_account, home.home if home else None
-    )

@@ -39,6 +39,9 @@ def job_environment(identity: JobIdentity | None = None) -> dict[str, str]:
 
 
 class Driver(ABC):
+    # observe_many asks the site once for all jobs (a list request may then observe them).
+    observes_many_at_once = False
+
     def __init__(self, site: SiteConfig) -> None:
         self.site = site
 
@@ -82,6 +85,18 @@ class Driver(ABC):
     def observe(self, job: TrackedJob, credentials: SiteCredentials | None) -> Observation | None:
         """The state of one job, e.g. when a user asks with credentials in hand."""
         return self.poll([job]).get(job.job_id)
+
+    def observe_many(
+        self, jobs: Sequence[TrackedJob], credentials: SiteCredentials | None
+    ) -> dict[str, Observation]:
+        """The states of several jobs with the user's credentials (one by one here; a
+        driver with a cheaper way overrides it)."""
+        seen = {}
+        for job in jobs:
+            observation = self.observe(job, credentials)
+            if observation is not None:
+                seen[job.job_id] = observation
+        return seen
 
     def read_log(self, job: TrackedJob, credentials: SiteCredentials | None = None) -> str:
         # The job owns its folder: a symlinked log must not expose platform files.

@@ -29,6 +29,8 @@ DEFAULT_ROOT = "mantik-jobs"  # in the user's home on the login node
 
 
 class SshSlurmDriver(Driver):
+    observes_many_at_once = True  # one connection, one squeue
+
     def _session(self, credentials: SiteCredentials | None) -> SshSession:
         login: SshLogin | None = credentials.ssh if credentials else None
         if login is None or not (login.private_key or login.password):
@@ -71,23 +73,36 @@ class SshSlurmDriver(Driver):
         return {}  # no credentials between requests: the jobs report themselves
 
     def observe(self, job: TrackedJob, credentials: SiteCredentials | None) -> Observation | None:
-        if credentials is None or credentials.ssh is None:
-            return None
+        return self.observe_many([job], credentials).get(job.job_id)
+
+    def observe_many(
+        self, jobs: Sequence[TrackedJob], credentials: SiteCredentials | None
+    ) -> dict[str, Observation]:
+        """All of them over one connection: one squeue, and the exit codes of the ended."""
+        if not jobs or credentials is None or credentials.ssh is None:
+            return {}
         with self._session(credentials) as ssh:
-            listed = ssh.run(
-                ["squeue", "-h", "--states=all", f"--jobs={job.job_id}", "--format=%i|%T|%r"]
-            )
-            seen = [line.strip().split("|", 2) for line in listed.out.splitlines()]
-            found = next((p for p in seen if len(p) == 3 and p[0] == job.job_id), None)
-            if found is not None and not slurm_state(found[1]).terminal:
-                reason = found[2] if found[2] not in ("", "None") else None
-                return Observation(slurm_state(found[1]), reason)
-            text = ssh.read_text(f"{self._folder(ssh, job.workdir.name)}/{MANTIK}/{EXIT_CODE}")
-        ended = _ended(text)
-        if found is None or ended.state is not JobState.LOST:
-            return ended
-        state = slurm_state(found[1])  # ended before the wrapper ran (e.g. cancelled pending)
-        return Observation(state, found[1] if state is not JobState.COMPLETED else None)
+            ids = ",".join(job.job_id for job in jobs)
+            listed = ssh.run(["squeue", "-h", "--states=all", f"--jobs={ids}", "--format=%i|%T|%r"])
+            states = {}
+            for line in listed.out.splitlines():
+                parts = line.strip().split("|", 2)
+                if len(parts) == 3:
+                    states[parts[0]] = (parts[1], parts[2])
+            seen = {}
+            for job in jobs:
+                found = states.get(job.job_id)
+                if found is not None and not slurm_state(found[0]).terminal:
+                    reason = found[1] if found[1] not in ("", "None") else None
+                    seen[job.job_id] = Observation(slurm_state(found[0]), reason)
+                    continue
+                folder = self._folder(ssh, job.workdir.name)
+                ended = _ended(ssh.read_text(f"{folder}/{MANTIK}/{EXIT_CODE}"))
+                if found is not None and ended.state is JobState.LOST:
+                    state = slurm_state(found[0])  # ended before its wrapper ran
+                    ended = Observation(state, None if state is JobState.COMPLETED else found[0])
+                seen[job.job_id] = ended
+        return seen
 
     def cancel(self, job: TrackedJob, credentials: SiteCredentials | None = None) -> None:
         with self._session(credentials) as ssh:
