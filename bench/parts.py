@@ -34,5 +34,6 @@ PARTS: dict[int, Part] = {
         Part(2, "compute", "bench.compute:run"),
         Part(3, "images", "bench.images:run"),
         Part(4, "offline", "bench.offline:run"),
+        Part(5, "ssh", "bench.ssh:run"),
     )
 }
