@@ -2,7 +2,7 @@
 # A Python for test jobs that run under other OS accounts: built from Debian's
 # /usr/bin/python3 in a folder every account can reach (the project's .venv may lie under
 # /root, which other accounts cannot enter). Holds what the example projects import:
-# MLflow, scikit-learn and mantik itself (this checkout, installed, not linked), with its
+# MLflow (with psutil for system metrics), scikit-learn and mantik itself (this checkout, installed, not linked), with its
 # server: the sudo test runs the platform from it as an unprivileged account.
 #
 # Idempotent: stamps of the requirements and of mantik's sources make a second run a no-op.
@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 TARGET="${MANTIK_JOB_PYTHON:-/opt/mantik-job-python}"
-REQUIREMENTS=(mlflow==3.17.2 scikit-learn==1.9.1)
+REQUIREMENTS=(mlflow==3.17.2 scikit-learn==1.9.1 psutil==7.2.2)  # psutil: system metrics
 PIP=("$TARGET/bin/pip" install -q --disable-pip-version-check)
 quiet() { grep -v "is ignored: it is neither a file nor a directory" >&2 || true; }
 

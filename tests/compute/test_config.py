@@ -423,7 +423,8 @@ RESOURCE_KEYS = (
 )
 TOP_KEYS = (
     "ApptainerOptions, ComputeSite, Environment, Exclude, Launcher, Modules, PostRunCommands, "
-    "PreRunCommands, RemoteImage, Resources, SingularityImage, Tracking, UnicoreApiUrl, Venv"
+    "PreRunCommands, RemoteImage, Resources, SingularityImage, SystemMetrics, Tracking, "
+    "UnicoreApiUrl, Venv"
 )
 
 
@@ -670,3 +671,11 @@ def test_cli_schema(tmp_path: Path) -> None:
     schema = json.loads(result.stdout)
     assert "SingularityImage" in schema["properties"]
     assert "Resources" in schema["$defs"]
+
+
+def test_system_metrics_go_with_the_srun_launcher() -> None:
+    assert "SystemMetrics applies with" in error_of({"SystemMetrics": 5})
+    config = validate_backend_config(
+        {"ComputeSite": "slurm", "Launcher": "srun", "SystemMetrics": 0}, source="x"
+    )
+    assert config.system_metrics == 0

@@ -3,6 +3,7 @@ a failing task fails the run and is named; other sites refuse the key."""
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 from pathlib import Path
 
@@ -29,6 +30,7 @@ TASKS = {
 # Every rank logs; only rank 0's metric may reach the run.
 LOG_RANK = """\
 import os
+import time
 import mlflow
 
 rank = int(os.environ["RANK"])
@@ -36,6 +38,7 @@ print(f"task RANK={rank} WORLD_SIZE={os.environ['WORLD_SIZE']} "
       f"LOCAL_RANK={os.environ['LOCAL_RANK']} MASTER={os.environ['MASTER_ADDR']}:"
       f"{os.environ['MASTER_PORT']}", flush=True)
 mlflow.log_metric("rank_metric", rank)
+time.sleep(4)  # a few samples of system metrics (one a second)
 """
 
 
@@ -45,7 +48,11 @@ def test_every_task_runs_and_only_rank_0_tracks(
     make_project: Callable[..., Path], experiment: str, tracking: str
 ) -> None:
     require_slurm()
-    config = {**TASKS, "Tracking": tracking}
+    config = {
+        **TASKS,
+        "Tracking": tracking,
+        "SystemMetrics": 1,
+    }
     project = make_project("python log_rank.py", config, {"log_rank.py": LOG_RANK})
     client = mantik.ComputeBackendClient.from_env()
     submitted = client.submit_run(experiment, {}, project, "backend.json")
@@ -58,6 +65,11 @@ def test_every_task_runs_and_only_rank_0_tracks(
     assert [run.info.run_id for run in runs] == [submitted.run_id]
     history = mlflow.MlflowClient().get_metric_history(submitted.run_id, "rank_metric")
     assert [m.value for m in history] == [0.0]
+    # One node: its first task sampled CPU and memory into the run, under the node's name.
+    metrics = mlflow.get_run(submitted.run_id).data.metrics
+    node = socket.gethostname().split(".")[0]
+    assert f"system/{node}/cpu_utilization_percentage" in metrics, sorted(metrics)
+    assert f"system/{node}/system_memory_usage_megabytes" in metrics, sorted(metrics)
 
 
 @pytest.mark.slurm

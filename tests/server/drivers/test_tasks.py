@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -66,13 +67,15 @@ def test_without_the_launcher_nothing_changes() -> None:
     assert srun_options(spec(TASKS)) == ["--label", "--kill-on-bad-exit=1", "--cpus-per-task=8"]
 
 
-def _run_with_fake_srun(tmp_path: Path, url: str, command: str) -> subprocess.CompletedProcess[str]:
+def _run_with_fake_srun(
+    tmp_path: Path, url: str, command: str, system_metrics: bool = False
+) -> subprocess.CompletedProcess[str]:
     bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
+    bin_dir.mkdir(exist_ok=True)
     (bin_dir / "srun").write_text(FAKE_SRUN)
     (bin_dir / "srun").chmod(0o755)
     job = spec(
-        {"Launcher": "srun"},
+        {"Launcher": "srun", "SystemMetrics": 10 if system_metrics else 0},
         workdir=tmp_path / "job",
         command=command,
         tracking_uri=url,
@@ -118,3 +121,24 @@ def test_a_failing_rank_fails_the_run_and_is_named(tmp_path: Path, recorder: Any
     assert (tmp_path / "job" / ".mantik" / "exit-code").read_text().strip() == "3"
     updates = [json.loads(b) for _, p, _, b in _Recorder.calls if p.endswith("runs/update")]
     assert updates[-1]["status"] == "FAILED"
+
+
+def test_the_first_task_of_a_node_starts_the_system_metrics_monitor(
+    tmp_path: Path, recorder: Any
+) -> None:
+    # A python3 without MLflow's monitor: it is skipped with one line, by the node's first
+    # task only (LOCAL_RANK 0), and the job goes on.
+    url = f"http://127.0.0.1:{recorder.server_port}"
+    shim = tmp_path / "bin" / "python3"
+    shim.parent.mkdir()
+    real = shutil.which("python3")
+    shim.write_text(
+        '#!/bin/bash\ncase "$*" in *"import mlflow.system_metrics, psutil"*) exit 1 ;; esac\n'
+        f'exec {real} "$@"\n'
+    )
+    shim.chmod(0o755)
+    result = _run_with_fake_srun(tmp_path, url, "true", system_metrics=True)
+    assert result.returncode == 0, result.stderr
+    log = (tmp_path / "job" / ".mantik" / "job.log").read_text().splitlines()
+    skipped = [line for line in log if "no system metrics" in line]
+    assert [line.split(":")[0] for line in skipped] == ["0"], log

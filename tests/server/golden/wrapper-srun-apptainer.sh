@@ -142,6 +142,25 @@ if [ "$MANTIK_TRACKING" = offline ]; then _mantik_snapshots & _mantik_snapshotte
   export MASTER_ADDR MASTER_PORT="$((10000 + ${SLURM_JOB_ID:-0} % 20000))"
   mkdir -p "$MANTIK_DIR/ranks" && rm -f "$MANTIK_DIR/ranks/"rank-*.exit
   srun --label --kill-on-bad-exit=1 --cpus-per-task=8 bash -c 'export RANK="$SLURM_PROCID" LOCAL_RANK="$SLURM_LOCALID" WORLD_SIZE="$SLURM_NTASKS"
+mkdir -p "$MANTIK_DIR/ranks"
+_mantik_monitor=
+if [ "$LOCAL_RANK" = 0 ] && { [ "$RANK" = 0 ] || [ "$MANTIK_TRACKING" != offline ]; }; then
+  if python3 -c '"'"'import mlflow.system_metrics, psutil'"'"' 2>/dev/null; then
+    MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL=10 python3 -c '"'"'import os, signal, sys, threading
+from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+monitor = SystemMetricsMonitor(os.environ["MLFLOW_RUN_ID"], node_id=sys.argv[1])
+done = threading.Event()
+signal.signal(signal.SIGTERM, lambda *_: done.set())
+monitor.start()
+done.wait()
+monitor.finish()
+'"'"' \
+      "$(hostname -s)" >>"$MANTIK_DIR/ranks/monitor.log" 2>&1 &
+    _mantik_monitor=$!
+  else
+    echo "mantik: no system metrics from $(hostname -s): its python3 lacks MLflow or psutil"
+  fi
+fi
 if [ "$RANK" != 0 ]; then  # rank 0 tracks the run; the others log where nobody looks
   mkdir -p "$MANTIK_DIR/ranks/rank-$RANK"
   export MLFLOW_TRACKING_URI="file:$MANTIK_DIR/ranks/rank-$RANK/mlruns"
@@ -159,6 +178,7 @@ export APPTAINERENV_MASTER_ADDR="$MASTER_ADDR"
 export APPTAINERENV_MASTER_PORT="$MASTER_PORT"
 apptainer run --cleanenv /jobs/r1/project/image.sif bash -c '"'"'python train.py --alpha 0.5'"'"'
 _mantik_rc=$?
+if [ -n "$_mantik_monitor" ]; then kill -TERM "$_mantik_monitor"; wait "$_mantik_monitor"; fi
 echo "$_mantik_rc" >"$MANTIK_DIR/ranks/rank-$RANK.exit"
 exit "$_mantik_rc"'
   _mantik_tasks_failed "$?"

@@ -131,6 +131,13 @@ class BackendConfig(_Model):
         "MASTER_ADDR, … set), tracked by rank 0 only; unset: once, in the batch step.",
     )
 
+    system_metrics: Annotated[int, Field(ge=0, le=3600), BeforeValidator(no_bool)] | None = Field(
+        None,
+        alias="SystemMetrics",
+        description='With "Launcher": "srun": seconds between samples of each node\'s CPU, '
+        "memory and GPUs into the run (default 10); 0: none.",
+    )
+
     @model_validator(mode="after")
     def _exclusive(self) -> BackendConfig:
         if self.singularity_image and self.remote_image:
@@ -151,6 +158,8 @@ class BackendConfig(_Model):
                 'Resources.TasksPerNode and CPUsPerTask shape the tasks of "Launcher": "srun": '
                 "add it, or remove them"
             )
+        if self.launcher is None and self.system_metrics is not None:
+            raise ValueError('SystemMetrics applies with "Launcher": "srun": add it, or remove it')
         if r.tasks_per_node and r.cpus_per_node:
             raise ValueError(
                 "Resources.TasksPerNode and CPUsPerNode both set the tasks per node: keep one"

@@ -6,6 +6,13 @@ from SLURM's; MASTER_ADDR and MASTER_PORT, set once by the wrapper), and for eve
 no run: no run id, no token, and an MLflow store of its own in the job folder that nobody
 syncs, so that code which logs from every rank still tracks once. Each task records its exit
 code in ``.mantik/ranks/``; when srun fails, the wrapper names the ranks that failed.
+
+System metrics per node: the first task on each node (LOCAL_RANK 0) runs MLflow's system
+metrics monitor for the run beside the entry point (CPU, memory, disk, network; GPUs where
+NVML is there), named ``system/<host>/...``, when the node's ``python3`` has MLflow and
+psutil (else one line in the log says so). It samples every ``SystemMetrics`` seconds
+(default 10; 0 turns it off). Offline, only rank 0's node samples: the local store is one
+file.
 """
 
 from __future__ import annotations
@@ -52,6 +59,44 @@ _mantik_tasks_failed() {{  # SRUN_EXIT_CODE: name the ranks that failed; return 
 }}"""
 
 
+_SAMPLE_SECONDS = 10  # MLflow's own default
+# The monitor: MLflow's own, started for the run and ended (with a last sample) on SIGTERM.
+_MONITOR = """\
+import os, signal, sys, threading
+from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+monitor = SystemMetricsMonitor(os.environ["MLFLOW_RUN_ID"], node_id=sys.argv[1])
+done = threading.Event()
+signal.signal(signal.SIGTERM, lambda *_: done.set())
+monitor.start()
+done.wait()
+monitor.finish()
+"""
+
+_START_MONITOR = f"""\
+_mantik_monitor=
+if [ "$LOCAL_RANK" = 0 ] && {{ [ "$RANK" = 0 ] || [ "$MANTIK_TRACKING" != offline ]; }}; then
+  if python3 -c 'import mlflow.system_metrics, psutil' 2>/dev/null; then
+    MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL=@SECONDS@ python3 -c {shlex.quote(_MONITOR)} \\
+      "$(hostname -s)" >>"$MANTIK_DIR/{RANKS}/monitor.log" 2>&1 &
+    _mantik_monitor=$!
+  else
+    echo "mantik: no system metrics from $(hostname -s): its python3 lacks MLflow or psutil"
+  fi
+fi"""
+
+_STOP_MONITOR = (
+    'if [ -n "$_mantik_monitor" ]; then kill -TERM "$_mantik_monitor"; wait "$_mantik_monitor"; fi'
+)
+
+
+def _monitor_lines(spec: JobSpec) -> list[str]:
+    seconds = spec.config.system_metrics
+    seconds = _SAMPLE_SECONDS if seconds is None else seconds
+    if seconds == 0:
+        return ["_mantik_monitor="]
+    return _START_MONITOR.replace("@SECONDS@", str(seconds)).splitlines()
+
+
 def srun_options(spec: JobSpec) -> list[str]:
     """srun's options: each output line prefixed with its rank, and the job stopped as soon
     as one task fails (the others would wait for it until the time limit)."""
@@ -66,6 +111,8 @@ def task_script(spec: JobSpec, run_line: str) -> str:
     """What each task runs: the prologue, ``run_line``, its exit code recorded."""
     lines = [
         'export RANK="$SLURM_PROCID" LOCAL_RANK="$SLURM_LOCALID" WORLD_SIZE="$SLURM_NTASKS"',
+        f'mkdir -p "$MANTIK_DIR/{RANKS}"',
+        *_monitor_lines(spec),  # before the run's variables leave ranks but 0
         'if [ "$RANK" != 0 ]; then  # rank 0 tracks the run; the others log where nobody looks',
         f'  mkdir -p "{_RANK_DIR}"',
         f'  export MLFLOW_TRACKING_URI="file:{_RANK_DIR}/mlruns"',
@@ -85,6 +132,7 @@ def task_script(spec: JobSpec, run_line: str) -> str:
     lines += [
         run_line,
         "_mantik_rc=$?",
+        _STOP_MONITOR,
         f'echo "$_mantik_rc" >"$MANTIK_DIR/{RANKS}/rank-$RANK.exit"',
         'exit "$_mantik_rc"',
     ]
