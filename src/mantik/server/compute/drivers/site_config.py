@@ -77,7 +77,8 @@ class SiteConfig(BaseModel):
         if chosen and not self.capabilities.shares_filesystem:
             raise ValueError(
                 f"site {self.name!r}: run_as, accounts and submitters apply to local and slurm "
-                "sites; a UNICORE site runs each job as the user's own login"
+                "sites on the platform's host; UNICORE and SSH sites run each job as the "
+                "user's own login"
             )
         return self
 
