@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 
 import pytest
 
@@ -50,17 +51,24 @@ def postgres_uris(prefix: str) -> dict[str, str]:
     return env
 
 
-def slurm_available() -> bool:
+def slurm_available(wait: float = 60) -> bool:
+    """The node takes jobs; a node still completing the last test's jobs is waited for."""
     if shutil.which("sinfo") is None:
         return False
-    try:
-        result = subprocess.run(
-            ["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=20
-        )
-    except subprocess.TimeoutExpired:
-        return False
-    states = result.stdout.split()
-    return result.returncode == 0 and any(s in states for s in ("idle", "mixed", "allocated"))
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            result = subprocess.run(
+                ["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=20
+            )
+        except subprocess.TimeoutExpired:
+            return False
+        states = result.stdout.split()
+        if result.returncode == 0 and any(s in states for s in ("idle", "mixed", "allocated")):
+            return True
+        if result.returncode != 0 or time.monotonic() > deadline:
+            return False
+        time.sleep(1)
 
 
 def require_slurm() -> None:
