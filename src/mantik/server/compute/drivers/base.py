@@ -117,7 +117,12 @@ class Driver(ABC):
     @classmethod
     def finished(cls, workdir: Path) -> Observation:
         """The outcome of a job the scheduler no longer lists."""
-        code = cls.exit_code(workdir)
+        return cls.outcome(cls.exit_code(workdir))
+
+    @staticmethod
+    def outcome(code: int | None) -> Observation:
+        """The outcome of a job that ended with the exit code its wrapper recorded (None:
+        it recorded none)."""
         if code is None:
             return Observation(JobState.LOST, "the job ended without recording an exit code")
         if code == 0:

@@ -132,11 +132,6 @@ class SshSlurmDriver(Driver):
 
 
 def _ended(exit_code: str | None) -> Observation:
-    if exit_code is None or not re.fullmatch(r"\s*-?\d+\s*", exit_code):
-        return Observation(JobState.LOST, "the job ended without recording an exit code")
-    code = int(exit_code)
-    if code == 0:
-        return Observation(JobState.COMPLETED, exit_code=0)
-    if code == 143:
-        return Observation(JobState.CANCELLED, "terminated", exit_code=code)
-    return Observation(JobState.FAILED, f"exit code {code}", exit_code=code)
+    """The outcome from the text of a remote exit-code file (None: not there)."""
+    recorded = exit_code is not None and re.fullmatch(r"\s*-?\d+\s*", exit_code)
+    return Driver.outcome(int(exit_code) if recorded and exit_code else None)
