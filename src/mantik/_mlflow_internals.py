@@ -46,6 +46,22 @@ def set_active_experiment_id(experiment_id: str) -> None:
     fluent._active_experiment_id = experiment_id  # type: ignore[assignment]
 
 
+# --- What MLflow accepts -------------------------------------------------------------
+
+
+def param_refusal(key: str, value: str) -> str | None:
+    """MLflow's reason to refuse logging param ``key`` = ``value`` (None: it accepts it).
+    The reason quotes ``key`` in full."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.utils.validation import _validate_param
+
+    try:
+        _validate_param(key, value)  # type: ignore[no-untyped-call]
+    except MlflowException as exc:
+        return str(exc.message)
+    return None
+
+
 # --- The tracking server's stores ----------------------------------------------------
 
 

@@ -140,7 +140,9 @@ def create_app(settings: ServerSettings | None = None) -> Any:
     authorization.install(_gate(platform))
     auth_cache.install(settings.auth_cache_seconds, settings.auth_cache_stamp)
     service = ComputeService(settings, platform.db, platform.tokens, platform.identity)
-    start_poller(service, settings.data_dir / "poller.lock", settings.poll_seconds)
+    start_poller(
+        service, settings.data_dir / "poller.lock", settings.poll_seconds, settings.sweep_seconds
+    )
     api = create_mantik_api(platform, service)
     # Images are streamed to disk under their own limit (max_image_bytes, see api/images.py).
     uploads = errors.BodyLimit(api, settings.max_upload_bytes, exempt=(images.PREFIX,))

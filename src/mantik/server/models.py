@@ -109,6 +109,9 @@ class ComputeJob(Base):
     run_as_account: Mapped[str | None] = mapped_column(String(64), nullable=True)
     run_as_uid: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     run_as_gid: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # While the job is handed to its site (no job_id yet): the platform process doing it
+    # (mantik.server.compute.leftovers.process_mark), for the reconciler after a crash.
+    handover_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
     submitted_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

@@ -68,6 +68,10 @@ class ServerSettings(BaseSettings):
     # A job token lives for the job's Runtime plus this allowance for queueing.
     job_queue_allowance_hours: int = Field(default=7 * 24, ge=1)
     poll_seconds: float = Field(default=2.0, gt=0)
+    # Crash leftovers (scratch files, half-made runs) are swept at start-up and this often;
+    # folders of jobs that ended more than job_retention_days ago go too (0: kept).
+    sweep_seconds: float = Field(default=3600.0, gt=0)
+    job_retention_days: float = Field(default=30.0, ge=0)
     # Offline tracking: how often a job's node publishes a snapshot of its local store.
     offline_snapshot_seconds: float = Field(default=10.0, ge=0.5)
 

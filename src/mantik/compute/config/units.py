@@ -14,6 +14,8 @@ GIB = 1024**3
 TIB = 1024**4
 
 _MINUTE, _HOUR, _DAY = 60, 3600, 86400
+# No batch system grants more (SLURM's own ceiling is a year); a site may set less.
+MAX_RUNTIME_SECONDS = 366 * _DAY
 
 
 _NUM = r"[0-9]+(?:\.[0-9]+)?"
@@ -52,6 +54,12 @@ def _number(value: object, what: str, forms: str) -> Fraction | None:
             raise ValueError(f"cannot read {value!r} as {what}; {forms}")
         return Fraction(value)
     return None
+
+
+def _shown(value: object) -> str:
+    """``value`` for a message, cut short (a user's number may have a million digits)."""
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:37]}..."
 
 
 def _positive(amount: Fraction, value: object, what: str) -> int:
@@ -96,7 +104,13 @@ def parse_runtime(value: object) -> int:
                 (Fraction(n) * _DURATION_UNITS[unit] for unit, n in match.groupdict().items() if n),
                 Fraction(0),
             )
-    return _positive(amount, value, "Runtime")
+    seconds = _positive(amount, value, "Runtime")
+    if seconds > MAX_RUNTIME_SECONDS:
+        raise ValueError(
+            f"Runtime {_shown(value)} is longer than any site grants: at most 366 days "
+            f"({MAX_RUNTIME_SECONDS} seconds)"
+        )
+    return seconds
 
 
 def parse_memory(value: object) -> int:

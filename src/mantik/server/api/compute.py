@@ -17,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from mantik.server.api.deps import CurrentUser
 from mantik.server.compute.errors import InvalidSubmission
 from mantik.server.compute.jobs import SiteCredentials, SshLogin
+from mantik.server.compute.leftovers import UPLOAD_PREFIX, marked_name
 from mantik.server.compute.offline.marks import SyncStatus, statuses
 from mantik.server.compute.service import ComputeService, Submission
 from mantik.server.models import ComputeJob
@@ -166,7 +167,7 @@ async def submit(
     if config_path is None and inline is None:
         config_path = unicore_backend_config
     with tempfile.NamedTemporaryFile(
-        dir=service.settings.data_dir, prefix="upload-", suffix=".zip"
+        dir=service.settings.data_dir, prefix=marked_name(UPLOAD_PREFIX), suffix=".zip"
     ) as archive:
         await run_in_threadpool(shutil.copyfileobj, mlproject_zip.file, archive, 1024 * 1024)
         archive.flush()

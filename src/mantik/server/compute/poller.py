@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import math
 import os
 import threading
+import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -33,6 +35,7 @@ class Poller:
         self.offline = service.offline
 
     def poll_once(self) -> None:
+        self.service.reconciler.handovers()
         with self.service.db.session() as session:
             active = [
                 job
@@ -60,8 +63,11 @@ class Poller:
         self.offline.sync_active()  # snapshots of offline jobs into their runs
 
 
-def start_background(service: ComputeService, lock_path: Path, interval: float) -> None:
-    """Run the poller in a daemon thread of whichever worker holds ``lock_path``."""
+def start_background(
+    service: ComputeService, lock_path: Path, interval: float, sweep_every: float
+) -> None:
+    """Run the poller in a daemon thread of whichever worker holds ``lock_path``; it also
+    sweeps crash leftovers when it takes the lock and every ``sweep_every`` seconds."""
 
     poller = Poller(service)
 
@@ -75,7 +81,11 @@ def start_background(service: ComputeService, lock_path: Path, interval: float) 
             except BlockingIOError:
                 stop.wait(interval * 5)  # another worker polls
                 continue
+            swept = -math.inf
             while not stop.wait(interval):
+                if time.monotonic() - swept >= sweep_every:
+                    service.reconciler.sweep()
+                    swept = time.monotonic()
                 try:
                     poller.poll_once()
                 except Exception:

@@ -37,9 +37,13 @@ class RunStore:
     ) -> Any:
         run = self.client.create_run(experiment_id, run_name=run_name, tags=tags)
         run_id = run.info.run_id
-        self.client.update_run(run_id, status="SCHEDULED")
-        if params:
-            self.client.log_batch(run_id, params=[Param(k, v) for k, v in params.items()])
+        try:
+            self.client.update_run(run_id, status="SCHEDULED")
+            if params:
+                self.client.log_batch(run_id, params=[Param(k, v) for k, v in params.items()])
+        except BaseException:
+            self.discard(run_id)  # a run that cannot take its params never runs
+            raise
         return run
 
     def discard(self, run_id: str) -> None:

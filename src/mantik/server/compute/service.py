@@ -3,25 +3,21 @@ and after that, what users ask of a run (status, logs, cancel)."""
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import shutil
 import time
-import uuid
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import select
 
 from mantik.compute.config.model import BackendConfig
+from mantik.compute.config.units import unicore_runtime
 from mantik.compute.states import JobState
 from mantik.server.compute.accounts import folders
 from mantik.server.compute.accounts.identity import JobIdentity
 from mantik.server.compute.accounts.policy import RunAs
-from mantik.server.compute.accounts.records import identity_of, run_as_columns
+from mantik.server.compute.accounts.records import identity_of
 from mantik.server.compute.drivers.site_config import SiteConfig
 from mantik.server.compute.errors import (
     ExperimentNotFound,
@@ -30,16 +26,17 @@ from mantik.server.compute.errors import (
     RunNotFound,
     SiteError,
 )
+from mantik.server.compute.handover import HandOver, Job
 from mantik.server.compute.images import ImageCache
-from mantik.server.compute.job_folder import BACKEND_CONFIG, IMAGE_DIGEST, PROJECT, JobFolder
-from mantik.server.compute.job_images import Image, choose_image, images_in_use
+from mantik.server.compute.job_images import choose_image, images_in_use
 from mantik.server.compute.jobs import SiteCredentials, TrackedJob
+from mantik.server.compute.leftovers import STAGING, marked_name
 from mantik.server.compute.lifecycle import Lifecycle
 from mantik.server.compute.offline.syncer import OfflineSyncer
+from mantik.server.compute.reconcile import Reconciler
 from mantik.server.compute.runs import RunStore
 from mantik.server.compute.sites import Sites
-from mantik.server.compute.spec import JobSpec
-from mantik.server.compute.submission import Prepared, Submission, Submitted, prepare
+from mantik.server.compute.submission import Submission, Submitted, prepare
 from mantik.server.db import Database
 from mantik.server.identity.service import IdentityService
 from mantik.server.identity.tokens import TokenService
@@ -48,24 +45,8 @@ from mantik.server.settings import ServerSettings
 from mantik.server.tracking.permissions import can_access
 
 log = logging.getLogger("mantik.compute")
-DEFAULT_RUNTIME_SECONDS = 24 * 3600
 
 __all__ = ["ComputeService", "Submission", "Submitted"]
-
-
-@dataclass(frozen=True)
-class _Job:
-    """A submission on its way to the site: everything decided, nothing handed over yet."""
-
-    username: str
-    submission: Submission
-    run: Any
-    site: SiteConfig
-    prepared: Prepared
-    workdir: Path
-    image: Image | None
-    identity: JobIdentity  # who the job runs as
-    staging: Path  # where its folder is built before it is handed to the account
 
 
 class ComputeService:
@@ -86,6 +67,8 @@ class ComputeService:
         scratch = settings.data_dir / "offline-sync"
         self.offline = OfflineSyncer(db, self.runs, self.sites, scratch)
         self.lifecycle = Lifecycle(db, self.runs, identity, self.offline)
+        self.reconciler = Reconciler(settings, db, self.runs, self.sites, self.lifecycle)
+        self.handover = HandOver(settings, db, tokens, identity, self.sites, self.runs)
         self._refreshed: dict[str, float] = {}  # run id → when its offline files were fetched
 
     # --- access --------------------------------------------------------------------------
@@ -146,7 +129,7 @@ class ComputeService:
 
     def submit(self, username: str, submission: Submission) -> Submitted:
         self.require(username, submission.experiment_id, "update")
-        staging = self.settings.data_dir / "staging" / uuid.uuid4().hex
+        staging = self.settings.data_dir / STAGING / marked_name("")
         try:
             return self._submit(username, submission, staging)
         finally:
@@ -155,6 +138,12 @@ class ComputeService:
     def _submit(self, username: str, submission: Submission, staging: Path) -> Submitted:
         prepared = prepare(submission, staging, self.settings.max_unpacked_bytes)
         site = self.site_for(prepared.config)
+        runtime = prepared.config.resources.runtime
+        if site.max_runtime and runtime and runtime > site.max_runtime:
+            raise InvalidSubmission(
+                f"Resources.Runtime {unicore_runtime(runtime)} is more than site {site.name!r} "
+                f"grants: at most {unicore_runtime(site.max_runtime)}."
+            )
         if prepared.config.launcher and not site.capabilities.launches_tasks:
             raise InvalidSubmission(
                 f'"Launcher": "{prepared.config.launcher}" applies to SLURM sites only, and '
@@ -186,87 +175,15 @@ class ComputeService:
             },
             params=parameters,
         )
-        run_id = run.info.run_id
-        workdir = work_root / run_id
-        job = _Job(username, submission, run, site, prepared, workdir, image, identity, staging)
-        try:
-            return self._hand_over(job)
-        except BaseException:
-            self.runs.discard(run_id)
-            folders.remove(workdir, identity)
-            raise
+        workdir = work_root / run.info.run_id
+        job = Job(username, submission, run, site, prepared, workdir, image, identity, staging)
+        return self.handover.run(job)
 
     def job_identity(self, site: SiteConfig, username: str) -> JobIdentity:
         """Who ``username``'s jobs on ``site`` run as (UNICORE: the user's login there)."""
         if not site.capabilities.shares_filesystem:
             return JobIdentity.platform()
         return self.run_as.identity(site, username, is_admin=self.identity.is_admin(username))
-
-    def _path_prefix(self, site: SiteConfig) -> tuple[str, ...]:
-        paths = site.job_path if site.job_path is not None else self.settings.job_path_list
-        return tuple(str(p) for p in paths)
-
-    def _hand_over(self, job: _Job) -> Submitted:
-        run_id = job.run.info.run_id
-        config, site, image, submission = job.prepared.config, job.site, job.image, job.submission
-        driver = self.sites.driver(site.name)
-        staged = JobFolder(job.staging / "job")
-        staged.root.mkdir(mode=0o700)
-        shutil.move(str(job.prepared.project_dir), staged.project)
-        runtime = config.resources.runtime or DEFAULT_RUNTIME_SECONDS
-        ttl = runtime + self.settings.job_queue_allowance_hours * 3600
-        token, expires = self.tokens.issue(
-            job.username, "job", ttl, run_id=run_id, experiment_id=submission.experiment_id
-        )
-        tracking_uri = site.tracking_uri or self.settings.job_tracking_uri or self.settings.base_url
-        shared = site.capabilities.shares_filesystem
-        image_path = image.path if image else None
-        if image and image.in_project and shared:
-            image_path = str(job.workdir / PROJECT / image.path)
-        spec = JobSpec(
-            run_id=run_id,
-            experiment_id=submission.experiment_id,
-            name=f"mantik-{run_id[:12]}",
-            command=job.prepared.command,
-            workdir=job.workdir,
-            tracking_uri=tracking_uri,
-            artifact_url=RunStore.proxied_artifact_url(job.run, tracking_uri),
-            config=config,
-            image=image_path,
-            image_file=image.stage_from if image else None,
-            project=submission.project,
-            site_chooses_workdir=not shared,
-            snapshot_seconds=self.settings.offline_snapshot_seconds,
-            identity=None if job.identity.is_platform else job.identity,
-            path_prefix=self._path_prefix(site),
-        )
-        driver.write_job(spec, token, into=staged)
-        if image and image.digest:  # keeps the cached image from eviction while the job lives
-            (staged.mantik / IMAGE_DIGEST).write_text(image.digest)
-        (staged.mantik / BACKEND_CONFIG).write_text(json.dumps(config.to_wire(), indent=2))
-        self.runs.log_artifact(run_id, staged.mantik / BACKEND_CONFIG, "mantik")
-        self.runs.log_artifact(run_id, staged.script, "mantik")
-        folders.install(staged.root, job.workdir, job.identity)
-        job_id = driver.submit(spec, submission.credentials)
-        self.runs.set_tags(run_id, {"mantik.job_id": job_id})
-        claims = self.tokens.verify(token)
-        with self.db.session() as session:
-            session.add(
-                ComputeJob(
-                    run_id=run_id,
-                    experiment_id=submission.experiment_id,
-                    username=job.username,
-                    site=site.name,
-                    job_id=job_id,
-                    state=JobState.SUBMITTED,
-                    entry_point=job.prepared.entry_point,
-                    workdir=str(job.workdir),
-                    token_id=claims.token_id,
-                    token_expires_at=datetime.fromtimestamp(expires, UTC),
-                    **run_as_columns(job.identity),
-                )
-            )
-        return Submitted(submission.experiment_id, run_id, job_id, site.name)
 
     # --- after submission ----------------------------------------------------------------
 

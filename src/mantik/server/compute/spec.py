@@ -10,6 +10,11 @@ from mantik.server.compute.accounts.identity import JobIdentity
 from mantik.server.compute.job_folder import JobFolder
 
 
+def job_name(run_id: str) -> str:
+    """The scheduler's name for the job of ``run_id`` (how a crashed hand-over finds it)."""
+    return f"mantik-{run_id[:12]}"
+
+
 @dataclass(frozen=True)
 class JobSpec:
     run_id: str

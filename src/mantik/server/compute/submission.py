@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from mantik._exceptions import ConfigurationError
+from mantik._mlflow_internals import param_refusal
 from mantik.compute.archive.unpack import UnsafeArchive, safe_extract
 from mantik.compute.config.loading import load_backend_config, validate_backend_config
 from mantik.compute.config.model import BackendConfig
@@ -54,6 +55,35 @@ class Prepared:
     project_dir: Path
 
 
+_MAX_PARAMETERS = 1000  # MLflow logs at most this many params in one batch
+_SHOWN = 200  # characters of a user's value an error message quotes
+
+
+def shown(text: str) -> str:
+    """``text`` quoted for a message, cut short."""
+    return repr(text) if len(text) <= _SHOWN else f"{text[:_SHOWN]!r}... ({len(text)} characters)"
+
+
+def check_parameters(parameters: Mapping[str, Any]) -> None:
+    """Refuse parameters MLflow would not log, before anything is unpacked or created (a
+    refusal after the run exists left it SCHEDULED for ever)."""
+    if len(parameters) > _MAX_PARAMETERS:
+        raise InvalidSubmission(
+            f"{len(parameters)} parameters were sent; a run takes at most {_MAX_PARAMETERS}."
+        )
+    for key, value in parameters.items():
+        text = str(value)
+        if "\0" in key or "\0" in text:
+            raise InvalidSubmission(f"Parameter {shown(key)} holds a NUL character.")
+        if len(key) > 250:
+            raise InvalidSubmission(
+                f"Parameter name {shown(key)} is longer than MLflow's 250 characters."
+            )
+        refusal = param_refusal(key, text)
+        if refusal is not None:
+            raise InvalidSubmission(f"Parameter {shown(key)} cannot be logged: {refusal[:500]}")
+
+
 def inside(root: Path, relative: str, what: str) -> Path:
     """``root / relative``, refused if it leads out of ``root``."""
     path = (root / relative).resolve()
@@ -64,6 +94,7 @@ def inside(root: Path, relative: str, what: str) -> Path:
 
 def prepare(submission: Submission, staging: Path, max_unpacked_bytes: int) -> Prepared:
     """Unpack the project into ``staging`` and validate everything."""
+    check_parameters(submission.parameters)
     project_dir = staging / PROJECT
     try:
         safe_extract(

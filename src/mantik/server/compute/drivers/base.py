@@ -82,6 +82,11 @@ class Driver(ABC):
     def cancel(self, job: TrackedJob, credentials: SiteCredentials | None = None) -> None:
         """Ask the site to stop the job (idempotent)."""
 
+    def find(self, name: str, workdir: Path) -> str | None:
+        """The id of the job called ``name`` in ``workdir`` if the site knows it (after a
+        hand-over the platform did not live to record); None where it cannot tell."""
+        return None
+
     def observe(self, job: TrackedJob, credentials: SiteCredentials | None) -> Observation | None:
         """The state of one job, e.g. when a user asks with credentials in hand."""
         return self.poll([job]).get(job.job_id)

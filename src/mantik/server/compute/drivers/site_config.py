@@ -15,6 +15,7 @@ from pydantic import (
     model_validator,
 )
 
+from mantik.compute.config.fields import Runtime
 from mantik.server.compute.drivers.catalog import Capabilities, capabilities, known_driver
 
 
@@ -70,6 +71,9 @@ class SiteConfig(BaseModel):
     # Folders put first on the jobs' PATH (e.g. a shared Python with MLflow); unset: the
     # platform's MANTIK_JOB_PATH.
     job_path: list[Path] | None = None
+    # The longest Runtime a job may ask for here (e.g. the partition's MaxTime); a longer
+    # one is refused before the run exists. Unset: 366 days, more than any site grants.
+    max_runtime: Runtime | None = None
 
     @model_validator(mode="after")
     def _run_as_needs_a_shared_filesystem(self) -> SiteConfig:

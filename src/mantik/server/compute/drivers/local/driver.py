@@ -32,6 +32,14 @@ def _running_script(pid: int) -> Path | None:
     return Path(scripts[0].decode()) if scripts else None
 
 
+def _group_leader(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[2] == str(pid)
+
+
 class LocalDriver(Driver):
     def submit(self, spec: JobSpec, credentials: SiteCredentials | None = None) -> str:
         identity = spec.identity
@@ -57,6 +65,17 @@ class LocalDriver(Driver):
             else:
                 observed[job.job_id] = self.finished(job.workdir)
         return observed
+
+    def find(self, name: str, workdir: Path) -> str | None:
+        # The wrapper leads its process group; its pid is the job id.
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            script = _running_script(int(entry.name))
+            found = script is not None and script.parent.parent == workdir
+            if found and _group_leader(int(entry.name)):
+                return entry.name
+        return None
 
     def cancel(self, job: TrackedJob, credentials: SiteCredentials | None = None) -> None:
         pid = int(job.job_id)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import shlex
 import subprocess
 from collections.abc import Sequence
+from pathlib import Path
 
 from mantik.compute.states import JobState, Observation
 from mantik.server.compute.accounts.identity import JobIdentity, command_as, switch_refused
@@ -116,6 +117,18 @@ class SlurmDriver(Driver):
                 why = f"{why}: {reason}" if why else reason
             observed[job.job_id] = Observation(state, why, code)
         return observed
+
+    def find(self, name: str, workdir: Path) -> str | None:
+        result = self._run(
+            ["squeue", "--states=all", "--noheader", f"--name={name}", "--format=%i|%Z"]
+        )
+        if result.returncode != 0:
+            raise SiteFailed(f"squeue failed: {result.stderr.strip()}")
+        for line in result.stdout.splitlines():
+            job_id, _, folder = line.strip().partition("|")
+            if folder and Path(folder) == workdir:
+                return job_id
+        return None
 
     def cancel(self, job: TrackedJob, credentials: SiteCredentials | None = None) -> None:
         result = self._run(["scancel", job.job_id], job.identity)
