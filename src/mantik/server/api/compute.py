@@ -15,6 +15,7 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from mantik.server.api.deps import CurrentUser
+from mantik.server.api.error_docs import COMPUTE_ERRORS
 from mantik.server.compute.errors import InvalidSubmission
 from mantik.server.compute.jobs import SiteCredentials, SshLogin
 from mantik.server.compute.leftovers import UPLOAD_PREFIX, marked_name
@@ -22,7 +23,7 @@ from mantik.server.compute.offline.marks import SyncStatus, statuses
 from mantik.server.compute.service import ComputeService, Submission
 from mantik.server.models import ComputeJob
 
-router = APIRouter(prefix="/compute-backend", tags=["compute"])
+router = APIRouter(prefix="/compute-backend", tags=["compute"], responses=COMPUTE_ERRORS)
 
 
 class SubmitResponse(BaseModel):

@@ -9,9 +9,10 @@ from pydantic import BaseModel, Field
 
 from mantik._version import __version__
 from mantik.server.api.deps import ClientAddress
+from mantik.server.api.error_docs import IDENTITY_ERRORS
 from mantik.server.identity.service import IdentityService
 
-router = APIRouter()
+router = APIRouter(responses=IDENTITY_ERRORS)
 
 Username = Annotated[str, Field(min_length=1, max_length=64)]
 Secret = Annotated[str, Field(min_length=1, max_length=1024)]

@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from starlette.requests import ClientDisconnect
 
 from mantik.server.api.deps import CurrentUser
+from mantik.server.api.error_docs import COMPUTE_ERRORS
 from mantik.server.compute.errors import ImageTooLarge
 from mantik.server.compute.images import ImageCache, check_digest
 from mantik.server.compute.service import ComputeService
@@ -26,7 +27,7 @@ LIMIT_HEADER = "X-Mantik-Max-Image-Bytes"
 # gets to read the answer; a client far over the limit is cut off instead.
 _DRAIN_BYTES = 256 * 1024**2
 
-router = APIRouter(prefix=PREFIX.rstrip("/"), tags=["images"])
+router = APIRouter(prefix=PREFIX.rstrip("/"), tags=["images"], responses=COMPUTE_ERRORS)
 
 Site = Annotated[str | None, Query(max_length=64, description="ComputeSite name (default: local).")]
 UnicoreApiUrl = Annotated[
