@@ -8,8 +8,11 @@ platform inside that window of microseconds cannot be timed from outside.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -293,3 +296,47 @@ def _mark_of_this_process() -> str:
     from mantik.server.compute.leftovers import process_mark
 
     return process_mark()
+
+
+def test_a_platform_killed_while_unpacking_leaves_nothing_after_restart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_project: Callable[..., Path]
+) -> None:
+    """SIGKILL of the whole platform while it unpacks a large project: the upload and the
+    staging folder stay on disk; the restarted platform removes them."""
+    data_dir = tmp_path / "platform"
+    data_dir.mkdir()
+    env = {"MANTIK_POLL_SECONDS": "0.5"}
+    project = make_project("true", {"ComputeSite": "local"})
+    with (project / "zeros.bin").open("wb") as big:  # compresses 1000:1, unpacks for seconds
+        big.truncate(1536 * 1024 * 1024)
+    archive = _zip(project)
+    with start_platform(data_dir, env=env, workers=1) as first:
+        user = sign_in(monkeypatch, first)
+        experiment = mlflow.create_experiment("killed")
+        headers = _bearer(first, user)
+
+        def submit() -> None:
+            with contextlib.suppress(httpx.HTTPError):
+                httpx.post(
+                    f"{first.url}/compute-backend/submit/{experiment}",
+                    data={"unicore_backend_config_path": "backend.json"},
+                    files={"mlproject_zip": ("p.zip", archive, "application/zip")},
+                    headers=headers,
+                    timeout=120,
+                )
+
+        sender = threading.Thread(target=submit)
+        sender.start()
+        _wait_for(lambda: any((data_dir / "staging").glob("*/project/zeros.bin")), timeout=60)
+        os.killpg(first.process.pid, signal.SIGKILL)
+        first.process.wait()
+        sender.join()
+    staging = list((data_dir / "staging").iterdir())
+    uploads = list(data_dir.glob("upload-*.zip"))
+    assert staging and uploads  # what the crash left
+
+    with start_platform(data_dir, env=env, workers=1) as second:
+        _wait_for(lambda: not any(p.exists() for p in [*staging, *uploads]))
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", second.url)
+        mantik.init_tracking()
+        assert mlflow.search_runs([experiment], output_format="list") == []
