@@ -68,6 +68,9 @@ class ServerSettings(BaseSettings):
     # A job token lives for the job's Runtime plus this allowance for queueing.
     job_queue_allowance_hours: int = Field(default=7 * 24, ge=1)
     poll_seconds: float = Field(default=2.0, gt=0)
+    # The most of a job's output its log keeps: the first quarter and the last bytes, with a
+    # line saying how much was left out between (MANTIK_JOB_LOG_MAX_BYTES).
+    job_log_max_bytes: int = Field(default=64 * 1024**2, ge=64 * 1024)
     # Offline tracking: how often a job's node publishes a snapshot of its local store.
     offline_snapshot_seconds: float = Field(default=10.0, ge=0.5)
 

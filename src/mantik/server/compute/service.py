@@ -33,6 +33,7 @@ from mantik.server.compute.errors import (
 from mantik.server.compute.images import ImageCache
 from mantik.server.compute.job_folder import BACKEND_CONFIG, IMAGE_DIGEST, PROJECT, JobFolder
 from mantik.server.compute.job_images import Image, choose_image, images_in_use
+from mantik.server.compute.job_log import KEPT, JobLog, Window
 from mantik.server.compute.jobs import SiteCredentials, TrackedJob
 from mantik.server.compute.lifecycle import Lifecycle
 from mantik.server.compute.offline.syncer import OfflineSyncer
@@ -239,6 +240,7 @@ class ComputeService:
             snapshot_seconds=self.settings.offline_snapshot_seconds,
             identity=None if job.identity.is_platform else job.identity,
             path_prefix=self._path_prefix(site),
+            log_max_bytes=self.settings.job_log_max_bytes,
         )
         driver.write_job(spec, token, into=staged)
         if image and image.digest:  # keeps the cached image from eviction while the job lives
@@ -326,12 +328,18 @@ class ComputeService:
             self.sites.driver(job.site).cancel(tracked, credentials)
         return job
 
-    def logs(self, username: str, run_id: str, credentials: SiteCredentials | None = None) -> str:
+    def logs(
+        self,
+        username: str,
+        run_id: str,
+        credentials: SiteCredentials | None = None,
+        window: Window = KEPT,
+    ) -> JobLog:
         job = self.job(username, run_id)
         if not job.job_id:
-            return ""
+            return JobLog()
         tracked = TrackedJob(job.job_id, Path(job.workdir))
-        return self.sites.driver(job.site).read_log(tracked, credentials)
+        return self.sites.driver(job.site).read_log(tracked, credentials, window)
 
     def list_jobs(
         self,
