@@ -128,14 +128,14 @@ def test_a_symlinked_job_log_exposes_nothing(tmp_path: object) -> None:
     (workdir / ".mantik").mkdir(parents=True)
     (workdir / ".mantik" / "job.log").symlink_to(secret)
     driver = LocalDriver(SiteConfig(name="local", driver="local"))
-    assert driver.read_log(TrackedJob("1", workdir)) == ""
+    assert driver.read_log(TrackedJob("1", workdir)).text() == ""
     (workdir / ".mantik" / "job.log").unlink()
     (workdir / ".mantik" / "job.log").write_text("training\n")
-    assert driver.read_log(TrackedJob("1", workdir)) == "training\n"
+    assert driver.read_log(TrackedJob("1", workdir)).text() == "training\n"
     # The folder itself swapped for a link is refused too.
     (root / "elsewhere").mkdir()
     (root / "elsewhere" / "job.log").write_text("PRIVATE KEY")
     other = root / "job2"
     other.mkdir()
     (other / ".mantik").symlink_to(root / "elsewhere")
-    assert driver.read_log(TrackedJob("2", other)) == ""
+    assert driver.read_log(TrackedJob("2", other)).text() == ""

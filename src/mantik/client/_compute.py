@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,9 +16,8 @@ from mantik._exceptions import (
     ConfigurationError,
     MissingEnvironmentError,
     PlatformError,
-    RunTimeout,
 )
-from mantik.client import _env, _http, _images, _ssh, _tokens
+from mantik.client import _env, _http, _images, _ssh, _tokens, _watch
 from mantik.client._progress import ProgressReader, Report, UploadProgress, reporter
 from mantik.client._runs import RunInfo, SubmittedRun
 from mantik.compute.archive.pack import zip_project_to_tempfile
@@ -358,8 +356,19 @@ class ComputeBackendClient:
     def get_status(self, run_id: str) -> RunInfo:
         return RunInfo.from_json(self._call("GET", f"/runs/{run_id}").json())
 
-    def get_logs(self, run_id: str) -> str:
-        return self._call("GET", f"/runs/{run_id}/logs").text
+    def get_logs(
+        self,
+        run_id: str,
+        *,
+        tail_bytes: int | None = None,
+        offset: int | None = None,
+        length: int | None = None,
+    ) -> str:
+        """The run's log: all the platform keeps of it (the beginning and the end of the
+        job's output), or the last ``tail_bytes``, or ``length`` bytes from ``offset``."""
+        window = {"tail_bytes": tail_bytes, "offset": offset, "length": length}
+        params = {name: value for name, value in window.items() if value is not None}
+        return _watch.read_log(self._call, run_id, params)[0].decode(errors="replace")
 
     def cancel(self, run_id: str) -> RunInfo:
         return RunInfo.from_json(self._call("POST", f"/runs/{run_id}/cancel").json())
@@ -373,27 +382,9 @@ class ComputeBackendClient:
         ]
 
     def follow_logs(self, run_id: str, interval: float = 2.0) -> Iterator[str]:
-        """Yield new log text until the run ends."""
-        offset = 0
-        while True:
-            info = self.get_status(run_id)
-            text = self.get_logs(run_id)
-            if len(text) > offset:
-                yield text[offset:]
-                offset = len(text)
-            if info.done:
-                return
-            time.sleep(interval)
+        """Yield new log text until the run ends (by byte offset: only what is new)."""
+        return _watch.follow(self._call, lambda: self.get_status(run_id), run_id, interval)
 
     def wait(self, run_id: str, timeout: float | None = None, interval: float = 2.0) -> RunInfo:
         """Block until the run ends; returns its final state."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            info = self.get_status(run_id)
-            if info.done:
-                return info
-            if deadline is not None and time.monotonic() > deadline:
-                raise RunTimeout(
-                    f"Run {run_id} did not finish within {timeout} s (state {info.state})."
-                )
-            time.sleep(interval)
+        return _watch.wait(lambda: self.get_status(run_id), run_id, timeout, interval)

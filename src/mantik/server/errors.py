@@ -18,6 +18,7 @@ Hierarchy::
             ├── Forbidden             the user may not see or change the experiment
             ├── NotAJobAccount        the user may not run jobs on that site (no account)
             ├── InvalidSubmission     the project, its config or an image cannot run as sent
+            ├── InvalidLogRequest     a log range asked for in two ways at once
             ├── ImageTooLarge         an image over the platform's limit
             ├── CacheFull             the image cache has no disk space left
             └── SiteError             the compute site refused or failed

@@ -72,6 +72,9 @@ class ServerSettings(BaseSettings):
     # folders of jobs that ended more than job_retention_days ago go too (0: kept).
     sweep_seconds: float = Field(default=3600.0, gt=0)
     job_retention_days: float = Field(default=30.0, ge=0)
+    # The most of a job's output its log keeps: the first quarter and the last bytes, with a
+    # line saying how much was left out between (MANTIK_JOB_LOG_MAX_BYTES).
+    job_log_max_bytes: int = Field(default=64 * 1024**2, ge=64 * 1024)
     # Offline tracking: how often a job's node publishes a snapshot of its local store.
     offline_snapshot_seconds: float = Field(default=10.0, ge=0.5)
 

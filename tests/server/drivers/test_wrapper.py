@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import re
 import shlex
 import subprocess
 import threading
+import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -152,7 +156,7 @@ def test_wrapper_reports_status_exit_code_and_log(
         ["bash", str(job.script_path)], env=env, capture_output=True, text=True, timeout=60
     )
     assert result.returncode == code
-    assert "training" in result.stdout  # tee: the scheduler's output file gets it too
+    assert "training" not in result.stdout  # only in the log: a copy would not be bounded
     assert (tmp_path / ".mantik" / "job.log").read_text() == "training\n"
     assert (tmp_path / ".mantik" / "exit-code").read_text().strip() == str(code)
     calls = _Recorder.calls
@@ -170,15 +174,80 @@ def test_wrapper_records_killed_on_sigterm(tmp_path: Path, recorder: Any) -> Non
     )
     Driver.write_job(_NoDriver(), job, "t")
     (tmp_path / "project").mkdir()
-    with subprocess.Popen(
-        ["bash", str(job.script_path)], stdout=subprocess.PIPE, text=True
-    ) as process:
-        assert process.stdout is not None
-        assert process.stdout.readline() == "started\n"
+    log = tmp_path / ".mantik" / "job.log"
+    with subprocess.Popen(["bash", str(job.script_path)]) as process:
+        _wait_for(lambda: log.exists() and "started" in log.read_text())
         process.terminate()
         assert process.wait(timeout=30) == 143
     updates = [json.loads(b) for _, p, _, b in _Recorder.calls if p.endswith("runs/update")]
     assert updates[-1]["status"] == "KILLED"
+    assert "started\nmantik: received termination signal, stopping the job\n" in log.read_text()
+
+
+def _wait_for(condition: Callable[[], bool], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+_MARKER = re.compile(rb"\n\[mantik: (\d+) bytes of output left out here\]\n")
+
+
+def test_a_flood_keeps_the_head_and_the_tail(tmp_path: Path, recorder: Any) -> None:
+    """5 MB of output under a 255 KiB cap: the first 85 KiB and the last 85 to 170 KiB stay on
+    disk; the uploaded log is head, marker, tail, ending with the last line."""
+    url = f"http://127.0.0.1:{recorder.server_port}"
+    command = "yes 'a line of output' | head -c 5000000; echo; echo the-last-line"
+    job = spec(
+        {},
+        workdir=tmp_path,
+        command=command,
+        tracking_uri=url,
+        artifact_url=f"{url}/artifacts",
+        log_max_bytes=255 * 1024,
+    )
+    Driver.write_job(_NoDriver(), job, "t")
+    (tmp_path / "project").mkdir()
+    result = subprocess.run(["bash", str(job.script_path)], capture_output=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert len(result.stdout) < 1000
+    files = {p.name: p.stat().st_size for p in (tmp_path / ".mantik").iterdir()}
+    assert files["job.log"] == 85 * 1024
+    parts = sorted(name for name in files if name.startswith("job.log.tail.87040."))
+    assert len(parts) == 2, files
+    assert sum(files.values()) < 260 * 1024  # no copy, no upload file left behind
+    uploads = [
+        b for m, p, _, b in _Recorder.calls if (m, p) == ("PUT", "/artifacts/mantik/job.log")
+    ]
+    assert len(uploads) == 1
+    body = uploads[0]
+    assert body.startswith(b"a line of output\n") and body.endswith(b"\nthe-last-line\n")
+    dropped = _MARKER.search(body)
+    assert dropped is not None
+    kept = len(body) - len(dropped[0])
+    assert kept + int(dropped[1]) == 5000000 + len("\nthe-last-line\n")
+    assert len(body) <= 255 * 1024 + 100
+
+
+def test_a_job_killed_in_a_flood_keeps_its_tail(tmp_path: Path, recorder: Any) -> None:
+    url = f"http://127.0.0.1:{recorder.server_port}"
+    command = "yes 'a line of output' | head -c 3000000; echo flood-over; sleep 60"
+    job = spec({}, workdir=tmp_path, command=command, tracking_uri=url, artifact_url=None)
+    job = dataclasses.replace(job, log_max_bytes=256 * 1024)
+    Driver.write_job(_NoDriver(), job, "t")
+    (tmp_path / "project").mkdir()
+
+    def newest_part() -> bytes:
+        parts = sorted((tmp_path / ".mantik").glob("job.log.tail.*"))
+        return parts[-1].read_bytes() if parts else b""
+
+    with subprocess.Popen(["bash", str(job.script_path)]) as process:
+        _wait_for(lambda: b"flood-over" in newest_part())
+        process.terminate()
+        assert process.wait(timeout=30) == 143
+    # The job's own shell may still say "Terminated" after the wrapper's line.
+    assert b"flood-over\nmantik: received termination signal, stopping the job\n" in newest_part()
 
 
 class _NoDriver(Driver):

@@ -6,6 +6,7 @@ mkdir -p .mantik project && mv -f job-token .mantik/ && chmod 600 .mantik/job-to
 (cd project && (python3 -m zipfile -e ../project.zip . 2>/dev/null || unzip -qo ../project.zip)) && rm -f project.zip
 export MANTIK_DIR="$PWD/.mantik"
 MANTIK_LOG="$MANTIK_DIR/job.log"
+MANTIK_LOG_PART=22369621
 [ -w "${HOME:-/}" ] || export HOME="${MANTIK_DIR%/.mantik}"
 export MANTIK_LOG_URL=https://mantik.example.org/api/2.0/mlflow-artifacts/artifacts/7/r/artifacts/mantik/job.log
 export MLFLOW_TRACKING_URI=https://mantik.example.org
@@ -46,6 +47,42 @@ export APPTAINERENV_MLFLOW_RUN_ID="$MLFLOW_RUN_ID"
 export APPTAINERENV_MLFLOW_EXPERIMENT_ID="$MLFLOW_EXPERIMENT_ID"
 export APPTAINERENV_MLFLOW_TRACKING_TOKEN="$MLFLOW_TRACKING_TOKEN"
 export APPTAINERENV_TEST_ENV_VAR="$TEST_ENV_VAR"
+_mantik_keep_log() {  # stdin → job.log (the first MANTIK_LOG_PART bytes), then the parts
+  SHELL="$BASH" split -b "$MANTIK_LOG_PART" -d -a 9 --filter='n=$((10#${FILE##*.})); [ $n -gt 0 ] || exec cat >>"${FILE%.tail.*}"; [ $n -lt 3 ] || rm -f -- "${FILE%.*}.$(printf %09d $((n - 2)))"; exec cat >"$FILE"' - \
+    "$MANTIK_DIR/job.log.tail.$MANTIK_LOG_PART."
+}
+_mantik_log_fd=
+_mantik_logger=
+_mantik_log_start() {
+  : >>"$MANTIK_LOG"
+  exec {_mantik_log_fd}> >(trap '' TERM INT; _mantik_keep_log)
+  _mantik_logger=$!
+}
+_mantik_say() {  # a line of the wrapper's own, in the log
+  if [ -n "$_mantik_logger" ]; then echo "mantik: $*" >&"$_mantik_log_fd"
+  else echo "mantik: $*" >>"$MANTIK_LOG"; fi
+}
+_mantik_log_end() {  # close the log; wait (10 s at most) until its last bytes are written
+  [ -n "$_mantik_logger" ] || return 0
+  exec {_mantik_log_fd}>&-
+  local waited=0
+  while kill -0 "$_mantik_logger" 2>/dev/null && [ $waited -lt 100 ]; do
+    sleep 0.1; waited=$((waited + 1))
+  done
+  _mantik_logger=
+}
+_mantik_kept_log() {  # the file that holds the log as kept: head, marker, tail
+  local parts=("$MANTIK_DIR/job.log.tail."*)
+  if [ ! -e "${parts[0]}" ]; then echo "$MANTIK_LOG"; return; fi
+  local first="${parts[0]##*.}"
+  local dropped=$(((10#$first - 1) * MANTIK_LOG_PART))
+  {
+    cat "$MANTIK_LOG"
+    [ "$dropped" -eq 0 ] || printf '\n[mantik: %s bytes of output left out here]\n' "$dropped"
+    cat -- "${parts[@]}"
+  } >"$MANTIK_DIR/job.log.upload"
+  echo "$MANTIK_DIR/job.log.upload"
+}
 _mantik_api() {  # METHOD PATH JSON: best effort, the platform's poller is the safety net
   [ "$MANTIK_TRACKING" != offline ] || return 0  # unreachable: the platform syncs instead
   curl -sS --max-time 30 --retry 3 --retry-connrefused -o /dev/null -X "$1" \
@@ -57,15 +94,19 @@ _mantik_status() {  # STATUS [end]
   if [ -n "${2:-}" ]; then body="$body, \"end_time\": $(date +%s%3N)"; fi
   _mantik_api POST /api/2.0/mlflow/runs/update "$body}"
 }
-_mantik_upload_log() {
+_mantik_upload_log() {  # the log as kept; -T streams the file (--data-binary @ reads it whole)
   [ -n "$MANTIK_LOG_URL" ] && [ "$MANTIK_TRACKING" != offline ] || return 0
-  curl -sS --max-time 300 -o /dev/null -X PUT --data-binary @"$MANTIK_LOG" \
+  local kept
+  kept="$(_mantik_kept_log)"
+  curl -sS --max-time 300 -o /dev/null -T "$kept" \
     -H "Authorization: Bearer $MLFLOW_TRACKING_TOKEN" \
     -H 'Content-Type: application/octet-stream' "$MANTIK_LOG_URL" 2>>"$MANTIK_DIR/api.err" || true
+  [ "$kept" = "$MANTIK_LOG" ] || rm -f -- "$kept"
 }
 _mantik_finish() {  # EXIT_CODE STATUS
   trap '' TERM INT
   [ "$MANTIK_TRACKING" != offline ] || _mantik_offline_end
+  _mantik_log_end
   echo "$1" > "$MANTIK_DIR/exit-code"
   _mantik_api POST /api/2.0/mlflow/runs/set-tag \
     "{\"run_id\": \"$MLFLOW_RUN_ID\", \"key\": \"mantik.exit_code\", \"value\": \"$1\"}"
@@ -76,7 +117,7 @@ _mantik_finish() {  # EXIT_CODE STATUS
 _mantik_child=
 _mantik_on_term() {  # cancel, scancel, time limit: stop all the job started, record KILLED
   trap '' TERM INT
-  echo "mantik: received termination signal, stopping the job" >>"$MANTIK_LOG"
+  _mantik_say "received termination signal, stopping the job"
   local pid waited=0
   if [ "$(ps -o pgid= -p $$ | tr -d ' ')" = "$$" ]; then  # a group of its own (local jobs)
     kill -TERM 0 2>/dev/null  # everything the job started; this shell ignores it now
@@ -87,6 +128,7 @@ _mantik_on_term() {  # cancel, scancel, time limit: stop all the job started, re
   while [ -n "$_mantik_child" ] && kill -0 "$_mantik_child" 2>/dev/null && [ $waited -lt 100 ]; do
     sleep 0.1; waited=$((waited + 1))
   done
+  _mantik_log_end  # what the job printed until now, on disk before anything is killed
   if [ "$(ps -o pgid= -p $$ | tr -d ' ')" = "$$" ]; then
     for pid in $(pgrep -g $$ 2>/dev/null); do  # what ignored TERM, but this shell
       [ "$pid" = "$$" ] || kill -KILL "$pid" 2>/dev/null
@@ -112,16 +154,17 @@ _mantik_offline_end() {  # the last snapshot: after the program ended, been kill
   fi
   _mantik_snapshot
 }
+_mantik_log_start
 trap _mantik_on_term TERM INT
 cd "$MANTIK_DIR/../project" || _mantik_finish 97 FAILED
 _mantik_status RUNNING
-if [ "$MANTIK_TRACKING" = offline ]; then _mantik_snapshots & _mantik_snapshotter=$!; fi
+if [ "$MANTIK_TRACKING" = offline ]; then _mantik_snapshots {_mantik_log_fd}>&- & _mantik_snapshotter=$!; fi
 {
   if [ "$MANTIK_TRACKING" = offline ]; then
     apptainer run --cleanenv image.sif bash -c '"$(command -v python || command -v python3)" "$(dirname "${MLFLOW_TRACKING_URI#sqlite:///}")/init.py"' || exit 96
   fi
   apptainer run --cleanenv image.sif bash -c 'python train.py --alpha 0.5'
-} > >(tee -a "$MANTIK_LOG") 2>&1 &
+} >&"$_mantik_log_fd" 2>&1 {_mantik_log_fd}>&- &
 _mantik_child=$!
 wait "$_mantik_child"
 _mantik_rc=$?

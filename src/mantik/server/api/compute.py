@@ -10,13 +10,14 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, File, Form, Query, Request, UploadFile
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from mantik.server.api.deps import CurrentUser
 from mantik.server.api.error_docs import COMPUTE_ERRORS
-from mantik.server.compute.errors import InvalidSubmission
+from mantik.server.compute.errors import InvalidLogRequest, InvalidSubmission
+from mantik.server.compute.job_log import Window
 from mantik.server.compute.jobs import SiteCredentials, SshLogin
 from mantik.server.compute.leftovers import UPLOAD_PREFIX, marked_name
 from mantik.server.compute.offline.marks import SyncStatus, statuses
@@ -221,9 +222,53 @@ def get_run(
     return _view(service, job)
 
 
-@router.get("/runs/{run_id}/logs", response_class=PlainTextResponse)
-def get_logs(request: Request, user: CurrentUser, run_id: str) -> str:
-    return _service(request).logs(user.username, run_id, _header_credentials(request))
+_LOG_HEADERS = {
+    "X-Mantik-Log-Size": "Bytes the job printed so far (kept or not).",
+    "X-Mantik-Log-Dropped": "Of them, bytes the log no longer keeps (between its head and tail).",
+    "X-Mantik-Log-Start": "The offset of the first byte served.",
+    "X-Mantik-Log-End": "The offset after the last byte served: the offset to ask for next.",
+}
+
+
+@router.get(
+    "/runs/{run_id}/logs",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "description": "The job's log as text. It keeps the beginning and the end of "
+            "the job's output (the platform's MANTIK_JOB_LOG_MAX_BYTES, 64 MiB by default); "
+            "what was left out between reads as one line `[mantik: N bytes of output left "
+            "out here]`. By default all that is kept; `tail_bytes` for the end only; "
+            "`offset` (and `length`) to read on from a byte offset of the whole output.",
+            "content": {"text/plain": {}},
+            "headers": {name: {"description": text} for name, text in _LOG_HEADERS.items()},
+        }
+    },
+)
+def get_logs(
+    request: Request,
+    user: CurrentUser,
+    run_id: str,
+    tail_bytes: Annotated[
+        int | None, Query(ge=0, description="Only the last this many bytes.")
+    ] = None,
+    offset: Annotated[
+        int | None,
+        Query(ge=0, description="Start at this byte of the whole output (X-Mantik-Log-End)."),
+    ] = None,
+    length: Annotated[int | None, Query(ge=0, description="At most this many bytes.")] = None,
+) -> StreamingResponse:
+    if tail_bytes is not None and (offset is not None or length is not None):
+        raise InvalidLogRequest("Ask for the log with tail_bytes, or with offset and length.")
+    window = Window(tail_bytes, offset, length)
+    log = _service(request).logs(user.username, run_id, _header_credentials(request), window)
+    headers = {
+        "X-Mantik-Log-Size": str(log.size),
+        "X-Mantik-Log-Dropped": str(log.dropped),
+        "X-Mantik-Log-Start": str(log.start),
+        "X-Mantik-Log-End": str(log.end),
+    }
+    return StreamingResponse(log.chunks, media_type="text/plain; charset=utf-8", headers=headers)
 
 
 @router.post("/runs/{run_id}/cancel", response_model=RunView)

@@ -29,6 +29,10 @@ class InvalidSubmission(ComputeError):
     """The project, its backend config, an image or a parameter cannot run as sent."""
 
 
+class InvalidLogRequest(ComputeError):
+    """A log request whose byte range cannot be served as asked."""
+
+
 class ImageTooLarge(ComputeError):
     """An image over what the platform accepts."""
 

@@ -228,4 +228,5 @@ class HandOver:
             snapshot_seconds=self.settings.offline_snapshot_seconds,
             identity=None if job.identity.is_platform else job.identity,
             path_prefix=self._path_prefix(site),
+            log_max_bytes=self.settings.job_log_max_bytes,
         )

@@ -8,7 +8,8 @@ Layout (``.mantik/`` holds the platform's and the wrapper's files)::
     └── .mantik/
         ├── job.sh                the wrapper (also logged as an artifact)
         ├── job-token             the job's token (0600; never in the script)
-        ├── job.log               what the entry point printed
+        ├── job.log               what the entry point printed (its first part)
+        ├── job.log.tail.<S>.<n>  the rest, in parts of S bytes; the newest two are kept
         ├── exit-code             written by the wrapper when the program ended
         ├── tracking              the mode the job chose: online | offline
         ├── stdout                the wrapper's own output (local site)
@@ -38,6 +39,7 @@ STAGED_IMAGE = "mantik-image.sif"
 SCRIPT = "job.sh"
 TOKEN = "job-token"  # noqa: S105 (a file name)
 LOG = "job.log"
+LOG_TAIL = f"{LOG}.tail."  # + part bytes + "." + zero-padded index
 EXIT_CODE = "exit-code"
 TRACKING_MODE = "tracking"
 STDOUT = "stdout"
@@ -51,6 +53,12 @@ BLOCKS = f"{SNAPSHOT}.blocks"
 ARTIFACTS = "artifacts"
 INIT_SCRIPT = "init.py"
 SNAPSHOT_SCRIPT = "snapshot.py"
+
+
+def is_log_file(name: str) -> bool:
+    """Whether ``name`` (in ``.mantik``) holds part of the job's log."""
+    head, _, index = name.removeprefix(LOG_TAIL).partition(".")
+    return name == LOG or (name.startswith(LOG_TAIL) and head.isdigit() and index.isdigit())
 
 
 def is_wrapper_script(path: bytes) -> bool:

@@ -15,9 +15,10 @@ from datetime import timedelta
 from pathlib import Path
 
 from mantik.compute.states import JobState, Observation
-from mantik.server.compute.job_folder import LOG, JobFolder
+from mantik.server.compute.job_folder import LOG
+from mantik.server.compute.job_log import LocalFolder, Window
+from mantik.server.compute.job_log import read as read_job_log
 from mantik.server.compute.jobs import SiteCredentials
-from mantik.server.compute.offline.files import UnsafePath, checked_dir, private_copy
 from mantik.server.compute.offline.syncer import OfflineSyncer
 from mantik.server.compute.runs import RunStore
 from mantik.server.db import Database
@@ -105,14 +106,15 @@ class Lifecycle:
         if seen.exit_code is not None:
             tags["mantik.exit_code"] = str(seen.exit_code)
         runs.set_tags(job.run_id, tags)
-        log_file = JobFolder(Path(job.workdir)).log
-        try:  # also when the wrapper could not upload it; a private copy, never a symlink
-            with tempfile.TemporaryDirectory() as scratch:
-                checked_dir(log_file.parent, Path(job.workdir))
-                private_copy(log_file, Path(scratch) / LOG)
-                runs.log_artifact(job.run_id, Path(scratch) / LOG, "mantik")
-        except (FileNotFoundError, UnsafePath):
-            pass
+        try:  # also when the wrapper could not upload it; what the log kept, read as the job's
+            kept = read_job_log(LocalFolder(Path(job.workdir)), Window())
+            if kept.found:
+                with tempfile.TemporaryDirectory() as scratch:
+                    copy = Path(scratch) / LOG
+                    with copy.open("wb") as out:
+                        for chunk in kept.chunks:
+                            out.write(chunk)
+                    runs.log_artifact(job.run_id, copy, "mantik")
         except Exception as exc:  # artifact store trouble must not stop polling
             log.warning("could not store the log of run %s: %s", job.run_id, exc)
         self.identity.end_token(job.token_id, job.token_expires_at.timestamp())

@@ -29,6 +29,7 @@ from mantik.server.compute.errors import (
 from mantik.server.compute.handover import HandOver, Job
 from mantik.server.compute.images import ImageCache
 from mantik.server.compute.job_images import choose_image, images_in_use
+from mantik.server.compute.job_log import KEPT, JobLog, Window
 from mantik.server.compute.jobs import SiteCredentials, TrackedJob
 from mantik.server.compute.leftovers import STAGING, marked_name
 from mantik.server.compute.lifecycle import Lifecycle
@@ -243,12 +244,18 @@ class ComputeService:
             self.sites.driver(job.site).cancel(tracked, credentials)
         return job
 
-    def logs(self, username: str, run_id: str, credentials: SiteCredentials | None = None) -> str:
+    def logs(
+        self,
+        username: str,
+        run_id: str,
+        credentials: SiteCredentials | None = None,
+        window: Window = KEPT,
+    ) -> JobLog:
         job = self.job(username, run_id)
         if not job.job_id:
-            return ""
+            return JobLog()
         tracked = TrackedJob(job.job_id, Path(job.workdir))
-        return self.sites.driver(job.site).read_log(tracked, credentials)
+        return self.sites.driver(job.site).read_log(tracked, credentials, window)
 
     def list_jobs(
         self,

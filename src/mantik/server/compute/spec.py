@@ -37,6 +37,8 @@ class JobSpec:
     # Who the job runs as (None: the platform), and folders put first on its PATH.
     identity: JobIdentity | None = None
     path_prefix: tuple[str, ...] = ()
+    # The most of the job's output its log keeps (its beginning and its end).
+    log_max_bytes: int = 64 * 1024 * 1024
 
     @property
     def folder(self) -> JobFolder:

@@ -15,8 +15,9 @@ from mantik.server.compute.accounts.identity import JobIdentity
 from mantik.server.compute.drivers.site_config import SiteConfig
 from mantik.server.compute.drivers.wrapper import render_wrapper
 from mantik.server.compute.job_folder import JobFolder
+from mantik.server.compute.job_log import KEPT, JobLog, LocalFolder, Window
+from mantik.server.compute.job_log import read as read_job_log
 from mantik.server.compute.jobs import SiteCredentials, TrackedJob
-from mantik.server.compute.offline.files import read_job_text
 from mantik.server.compute.spec import JobSpec
 from mantik.server.identity.keys import write_secret_file
 
@@ -103,9 +104,12 @@ class Driver(ABC):
                 seen[job.job_id] = observation
         return seen
 
-    def read_log(self, job: TrackedJob, credentials: SiteCredentials | None = None) -> str:
+    def read_log(
+        self, job: TrackedJob, credentials: SiteCredentials | None = None, window: Window = KEPT
+    ) -> JobLog:
+        """The bytes of the job's log that ``window`` asks for, streamed from its folder."""
         # The job owns its folder: a symlinked log must not expose platform files.
-        return read_job_text(JobFolder(job.workdir).log, job.workdir)
+        return read_job_log(LocalFolder(job.workdir), window)
 
     def offline_files(
         self, job: TrackedJob, credentials: SiteCredentials | None = None, *, final: bool = False

@@ -11,7 +11,7 @@ import os
 import shlex
 from collections.abc import Sequence
 
-from mantik.server.compute.drivers import tasks
+from mantik.server.compute.drivers import log_capture, tasks
 from mantik.server.compute.job_folder import EXIT_CODE, LOG, MANTIK, PROJECT, TOKEN
 from mantik.server.compute.offline import wrapper as offline
 from mantik.server.compute.spec import JobSpec
@@ -40,15 +40,19 @@ _mantik_status() {  # STATUS [end]
   if [ -n "${2:-}" ]; then body="$body, \"end_time\": $(date +%s%3N)"; fi
   _mantik_api POST /api/2.0/mlflow/runs/update "$body}"
 }
-_mantik_upload_log() {
+_mantik_upload_log() {  # the log as kept; -T streams the file (--data-binary @ reads it whole)
   [ -n "$MANTIK_LOG_URL" ] && [ "$MANTIK_TRACKING" != offline ] || return 0
-  curl -sS --max-time 300 -o /dev/null -X PUT --data-binary @"$MANTIK_LOG" \
+  local kept
+  kept="$(_mantik_kept_log)"
+  curl -sS --max-time 300 -o /dev/null -T "$kept" \
     -H "Authorization: Bearer $MLFLOW_TRACKING_TOKEN" \
     -H 'Content-Type: application/octet-stream' "$MANTIK_LOG_URL" 2>>"$MANTIK_DIR/api.err" || true
+  [ "$kept" = "$MANTIK_LOG" ] || rm -f -- "$kept"
 }
 _mantik_finish() {  # EXIT_CODE STATUS
   trap '' TERM INT
   [ "$MANTIK_TRACKING" != offline ] || _mantik_offline_end
+  _mantik_log_end
   echo "$1" > "$MANTIK_DIR/@EXIT_CODE@"
   _mantik_api POST /api/2.0/mlflow/runs/set-tag \
     "{\"run_id\": \"$MLFLOW_RUN_ID\", \"key\": \"mantik.exit_code\", \"value\": \"$1\"}"
@@ -59,7 +63,7 @@ _mantik_finish() {  # EXIT_CODE STATUS
 _mantik_child=
 _mantik_on_term() {  # cancel, scancel, time limit: stop all the job started, record KILLED
   trap '' TERM INT
-  echo "mantik: received termination signal, stopping the job" >>"$MANTIK_LOG"
+  _mantik_say "received termination signal, stopping the job"
   local pid waited=0
   if [ "$(ps -o pgid= -p $$ | tr -d ' ')" = "$$" ]; then  # a group of its own (local jobs)
     kill -TERM 0 2>/dev/null  # everything the job started; this shell ignores it now
@@ -70,6 +74,7 @@ _mantik_on_term() {  # cancel, scancel, time limit: stop all the job started, re
   while [ -n "$_mantik_child" ] && kill -0 "$_mantik_child" 2>/dev/null && [ $waited -lt 100 ]; do
     sleep 0.1; waited=$((waited + 1))
   done
+  _mantik_log_end  # what the job printed until now, on disk before anything is killed
   if [ "$(ps -o pgid= -p $$ | tr -d ' ')" = "$$" ]; then
     for pid in $(pgrep -g $$ 2>/dev/null); do  # what ignored TERM, but this shell
       [ "$pid" = "$$" ] || kill -KILL "$pid" 2>/dev/null
@@ -113,6 +118,7 @@ def render_wrapper(spec: JobSpec, header: Sequence[str] = (), prologue: Sequence
         if spec.site_chooses_workdir
         else _export("MANTIK_DIR", str(spec.mantik_dir)),
         f'MANTIK_LOG="$MANTIK_DIR/{LOG}"',
+        *log_capture.variables(spec),
         # An account without a home of its own (a per-user uid) keeps its files here.
         f'[ -w "${{HOME:-/}}" ] || export HOME="${{MANTIK_DIR%/{MANTIK}}}"',
         _export("MANTIK_LOG_URL", f"{spec.artifact_url}/mantik/{LOG}" if spec.artifact_url else ""),
@@ -135,11 +141,13 @@ def render_wrapper(spec: JobSpec, header: Sequence[str] = (), prologue: Sequence
         names = ["MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID"]
         names += ["MLFLOW_TRACKING_TOKEN", *environment]
         lines += [f'export APPTAINERENV_{name}="${name}"' for name in names]
+    lines.append(log_capture.FUNCTIONS.strip("\n"))
     lines.append(_FUNCTIONS.strip("\n"))
     lines += offline.functions(spec)
     if config.launcher == "srun":
         lines.append(tasks.FUNCTIONS)
     lines += [
+        "_mantik_log_start",
         "trap _mantik_on_term TERM INT",
         f'cd "$MANTIK_DIR/../{PROJECT}" || _mantik_finish 97 FAILED',
         "_mantik_status RUNNING",
@@ -155,7 +163,8 @@ def render_wrapper(spec: JobSpec, header: Sequence[str] = (), prologue: Sequence
         launch = tasks.launch_lines(spec, launch[0])
     lines += [f"  {line}" for line in launch]
     lines += [
-        '} > >(tee -a "$MANTIK_LOG") 2>&1 &',
+        # Only into the log: a copy on the scheduler's stdout would not be bounded.
+        '} >&"$_mantik_log_fd" 2>&1 {_mantik_log_fd}>&- &',
         "_mantik_child=$!",
         'wait "$_mantik_child"',
         "_mantik_rc=$?",
@@ -164,7 +173,7 @@ def render_wrapper(spec: JobSpec, header: Sequence[str] = (), prologue: Sequence
     if config.post_run_commands:
         lines.append("{")
         lines += [f"  {command}" for command in config.post_run_commands]
-        lines.append('} >>"$MANTIK_LOG" 2>&1')
+        lines.append('} >&"$_mantik_log_fd" 2>&1 {_mantik_log_fd}>&-')
     lines += [
         'if [ "$_mantik_rc" -eq 0 ]; then _mantik_finish 0 FINISHED; fi',
         '_mantik_finish "$_mantik_rc" FAILED',

@@ -37,11 +37,11 @@ from mantik.server.compute.job_folder import (
     ARTIFACTS,
     BLOCKS,
     EXIT_CODE,
-    LOG,
     MANTIK,
     OFFLINE,
     SNAPSHOT,
     TRACKING_MODE,
+    is_log_file,
 )
 from mantik.server.compute.offline.block_digests import (
     MAX_MANIFEST_BYTES,
@@ -105,7 +105,8 @@ class OfflineMirror:
         self.target.mkdir(mode=0o700, parents=True, exist_ok=True)
         shutil.rmtree(self.target / PARTIAL, ignore_errors=True)  # left by a crash
         top = self._list(MANTIK)
-        for name in SMALL_FILES + ((LOG,) if final else ()):
+        logs = tuple(sorted(name for name in top if is_log_file(name))) if final else ()
+        for name in SMALL_FILES + logs:
             if name in top and not top[name].is_dir:
                 self._fetch(f"{MANTIK}/{name}", top[name], force=final)
         if self._mode() != "offline":

@@ -97,7 +97,9 @@ def start_lines(spec: JobSpec) -> list[str]:
     if spec.config.tracking == "online":
         return []
     return [
-        'if [ "$MANTIK_TRACKING" = offline ]; then _mantik_snapshots & _mantik_snapshotter=$!; fi'
+        # Without the log's descriptor: the log ends when the job's output does.
+        'if [ "$MANTIK_TRACKING" = offline ]; then'
+        " _mantik_snapshots {_mantik_log_fd}>&- & _mantik_snapshotter=$!; fi"
     ]
 
 

@@ -8,6 +8,7 @@ and mirrors an offline job's snapshot over SFTP, as UNICORE's file API does.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import re
 from collections.abc import Sequence
@@ -20,7 +21,9 @@ from mantik.server.compute.drivers.slurm.render import sbatch_arguments
 from mantik.server.compute.drivers.slurm_ssh.connection import SshSession
 from mantik.server.compute.drivers.slurm_ssh.sftp_folder import SftpFolder
 from mantik.server.compute.errors import SiteFailed, SiteRefused
-from mantik.server.compute.job_folder import EXIT_CODE, LOG, MANTIK, SCRIPT, STAGED_IMAGE
+from mantik.server.compute.job_folder import EXIT_CODE, MANTIK, SCRIPT, STAGED_IMAGE
+from mantik.server.compute.job_log import KEPT, JobLog, Window
+from mantik.server.compute.job_log import read as read_job_log
 from mantik.server.compute.jobs import SiteCredentials, SshLogin, TrackedJob
 from mantik.server.compute.offline.mirror import MirrorError, OfflineMirror
 from mantik.server.compute.spec import JobSpec
@@ -110,12 +113,20 @@ class SshSlurmDriver(Driver):
         if result.code != 0 and "already completing or completed" not in result.err:
             raise SiteFailed(f"scancel failed: {result.err.strip()}")
 
-    def read_log(self, job: TrackedJob, credentials: SiteCredentials | None = None) -> str:
+    def read_log(
+        self, job: TrackedJob, credentials: SiteCredentials | None = None, window: Window = KEPT
+    ) -> JobLog:
         if credentials is None or credentials.ssh is None:
-            return super().read_log(job)  # what the platform kept (fetched at the end)
-        with self._session(credentials) as ssh:
-            folder = self._folder(ssh, job.workdir.name)
-            return ssh.read_text(f"{folder}/{MANTIK}/{LOG}") or ""
+            return super().read_log(job, window=window)  # what the platform kept (at the end)
+        # Only the bytes asked for travel; the session lasts until the answer is read.
+        stack = contextlib.ExitStack()
+        try:
+            ssh = stack.enter_context(self._session(credentials))
+            remote = SftpFolder(ssh.sftp, self._folder(ssh, job.workdir.name))
+            return read_job_log(remote, window, on_close=stack.close)
+        except BaseException:
+            stack.close()
+            raise
 
     def offline_files(
         self, job: TrackedJob, credentials: SiteCredentials | None = None, *, final: bool = False

@@ -36,7 +36,9 @@ from mantik.server.compute.errors import (
     SiteRefused,
     SiteUnavailable,
 )
-from mantik.server.compute.job_folder import LOG, MANTIK, STAGED_IMAGE, TOKEN
+from mantik.server.compute.job_folder import MANTIK, STAGED_IMAGE, TOKEN
+from mantik.server.compute.job_log import KEPT, JobLog, Window
+from mantik.server.compute.job_log import read as read_job_log
 from mantik.server.compute.jobs import SiteCredentials, TrackedJob
 from mantik.server.compute.offline.mirror import MirrorError, OfflineMirror
 from mantik.server.compute.offline.unicore_mirror import UnicoreFolder
@@ -205,17 +207,18 @@ class UnicoreDriver(Driver):
         except Exception as exc:
             raise _translate(exc, self.site.name) from exc
 
-    def read_log(self, job: TrackedJob, credentials: SiteCredentials | None = None) -> str:
+    def read_log(
+        self, job: TrackedJob, credentials: SiteCredentials | None = None, window: Window = KEPT
+    ) -> JobLog:
         if credentials is None:
-            return super().read_log(job)  # what the platform kept (uploaded logs)
-        try:
-            storage = self._job(job, credentials).working_dir
-            for name in (f"{MANTIK}/{LOG}", STDOUT):
-                try:
-                    data: bytes = storage.stat(name).read()
-                    return data.decode(errors="replace")
-                except Exception:  # noqa: S112 (try the next file)
-                    continue
+            return super().read_log(job, window=window)  # what the platform kept (uploaded)
+        try:  # ranges of the files the log is in: only the bytes asked for travel
+            remote = UnicoreFolder(self._job(job, credentials).working_dir)
+            log = read_job_log(remote, window)
+            if not log.found:  # the wrapper did not get to start: what UNICORE caught
+                log = read_job_log(remote, window, log_folder="/", head_name=STDOUT)
+        except SiteError:
+            raise
         except Exception as exc:
             raise _translate(exc, self.site.name) from exc
-        return ""
+        return log
