@@ -35,6 +35,7 @@ STATUS: dict[type[ServerError], int] = {
     compute.NotAJobAccount: 403,
     compute.ExperimentNotFound: 404,
     compute.RunNotFound: 404,
+    compute.LogRemoved: 410,
     compute.ImageTooLarge: 413,
     compute.CacheFull: 507,
     compute.SiteError: 502,

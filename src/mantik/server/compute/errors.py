@@ -25,6 +25,10 @@ class NotAJobAccount(ComputeError):
     """The user may not run jobs on the site: no OS account there, or not listed."""
 
 
+class LogRemoved(ComputeError):
+    """The job's folder (and the log in it) went after the retention; the run keeps a copy."""
+
+
 class InvalidSubmission(ComputeError):
     """The project, its backend config, an image or a parameter cannot run as sent."""
 

@@ -23,6 +23,7 @@ from mantik.server.compute.errors import (
     ExperimentNotFound,
     Forbidden,
     InvalidSubmission,
+    LogRemoved,
     RunNotFound,
     SiteError,
 )
@@ -254,6 +255,14 @@ class ComputeService:
         job = self.job(username, run_id)
         if not job.job_id:
             return JobLog()
+        site = self.sites.get(job.site)
+        shared = site is not None and site.capabilities.shares_filesystem
+        if shared and JobState(job.state).terminal and not Path(job.workdir).exists():
+            raise LogRemoved(
+                f"The folder of run {run_id} was removed after the job ended (the platform "
+                "keeps job folders for MANTIK_JOB_RETENTION_DAYS); its log is in the run's "
+                "artifacts: mantik/job.log."
+            )
         tracked = TrackedJob(job.job_id, Path(job.workdir))
         return self.sites.driver(job.site).read_log(tracked, credentials, window)
 
