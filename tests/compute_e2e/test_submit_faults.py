@@ -290,7 +290,7 @@ def test_crash_leftovers_are_swept_at_start_up(
         reason = mlflow.get_run(half_made).data.tags["mantik.job.reason"]
         assert reason == "the platform stopped before the site accepted the job; nothing ran"
         assert mlflow.get_run(old.run_id).info.status == "FINISHED"
-        with pytest.raises(mantik.PlatformError, match="mantik/job.log") as gone:
+        with pytest.raises(mantik.PlatformError, match=r"mantik/job\.log") as gone:
             mantik.ComputeBackendClient.from_env().get_logs(old.run_id)
         assert gone.value.status_code == 410
         kept = mlflow.artifacts.load_text(f"runs:/{old.run_id}/mantik/job.log")
