@@ -10,12 +10,12 @@ from typing import Any
 
 from mantik._exceptions import ConfigurationError
 from mantik.compute.archive.unpack import UnsafeArchive, safe_extract
-from mantik.compute.config.loading import load_backend_config, validate_backend_config
 from mantik.compute.config.model import BackendConfig
 from mantik.compute.project.loading import load_project
 from mantik.server.compute.errors import InvalidSubmission
 from mantik.server.compute.job_folder import PROJECT
 from mantik.server.compute.jobs import SiteCredentials
+from mantik.server.compute.precheck import precheck
 
 # Deflate cannot exceed ≈ 1032:1, and the unpacked size is capped while writing: a
 # zero-filled data file (1000:1) is legitimate, a bomb still hits the cap.
@@ -63,7 +63,14 @@ def inside(root: Path, relative: str, what: str) -> Path:
 
 
 def prepare(submission: Submission, staging: Path, max_unpacked_bytes: int) -> Prepared:
-    """Unpack the project into ``staging`` and validate everything."""
+    """Check what is cheap to check, then unpack the project into ``staging`` and validate
+    everything."""
+    config = precheck(
+        submission.archive,
+        submission.entry_point,
+        submission.backend_config,
+        submission.backend_config_path,
+    )
     project_dir = staging / PROJECT
     try:
         safe_extract(
@@ -72,16 +79,7 @@ def prepare(submission: Submission, staging: Path, max_unpacked_bytes: int) -> P
     except UnsafeArchive as exc:
         raise InvalidSubmission(f"The uploaded project was refused: {exc}") from exc
     try:
-        if submission.backend_config is not None:
-            config = validate_backend_config(
-                dict(submission.backend_config), source="the backend config"
-            )
-        elif submission.backend_config_path:
-            path = inside(project_dir, submission.backend_config_path, "backend config")
-            config = load_backend_config(path)
-        else:
-            raise InvalidSubmission("No backend configuration was sent.")
-        project = load_project(project_dir)
+        project = load_project(project_dir, shown_as="the project")
         entry = project.entry_point(submission.entry_point)
         command = entry.render(submission.parameters)
     except ConfigurationError as exc:
