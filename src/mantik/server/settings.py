@@ -60,7 +60,9 @@ class ServerSettings(BaseSettings):
     job_uid_range: str = Field(default="2100000000-2100999999", pattern=r"^\d+-\d+$")
     job_tracking_uri: str | None = None
     max_upload_bytes: int = Field(default=20 * 1024**3, ge=1024)
-    max_unpacked_bytes: int = Field(default=20 * 1024**3, ge=1024)  # a project, unzipped
+    # A project, unzipped: counted while writing, so a zip bomb stops here (deflate packs
+    # 10 GiB of zeros into 10 MB); data sets belong on the site, not in the upload.
+    max_unpacked_bytes: int = Field(default=4 * 1024**3, ge=1024)
     # Apptainer images (PUT /compute-backend/images/{sha256}): the largest one accepted, and
     # how much each site's image cache may hold before least-recently-used images go.
     max_image_bytes: int = Field(default=50 * 1024**3, ge=1024)

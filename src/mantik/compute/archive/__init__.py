@@ -5,4 +5,6 @@
 - :mod:`.unpack`: the server unpacks what users upload: every field an attacker controls
   (names, modes, declared sizes, offsets) is checked before a byte is written, and the bytes
   actually written are counted, since declared sizes can lie
+- :mod:`.peek`: the server's look into an upload before unpacking it: member names, and
+  small files such as the MLproject and the backend config
 """

@@ -3,18 +3,22 @@ offsets are checked before a byte is written, and the bytes written are counted.
 
 from __future__ import annotations
 
+import errno
 import itertools
+import lzma
 import os
 import re
 import shutil
 import stat
+import struct
 import zipfile
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Final
 
+from mantik._bounded import shown
 from mantik.compute.archive.pack import CHUNK
 
 _RATIO_FROM: Final = 1024**2  # small members cannot be bombs, whatever their ratio
@@ -44,6 +48,28 @@ _METHODS: Final = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, 
 _DRIVE: Final = re.compile(r"^[A-Za-z]:")
 
 
+_MAX_PART: Final = 255  # bytes of one name component (NAME_MAX of Linux filesystems)
+
+
+# Bytes of a whole member name: well under PATH_MAX (4096), which must also hold the job
+# folder's own path on the site.
+_MAX_NAME: Final = 3072
+
+
+# What reading a damaged member raises: zipfile's own errors, the decompressors' (bz2
+# raises OSError, lzma LZMAError, a short LZMA header struct.error), a bad local header.
+_CORRUPT: Final = (
+    zipfile.BadZipFile,
+    zlib.error,
+    lzma.LZMAError,
+    struct.error,
+    EOFError,
+    NotImplementedError,
+    ValueError,
+    OSError,
+)
+
+
 class UnsafeArchive(ValueError):
     """An uploaded archive was refused; the message names the member and the reason."""
 
@@ -63,22 +89,33 @@ def safe_extract(
     over the limits (members, total size, compression ratio of large members). Files get
     mode 0644, or 0755 when executable. On refusal ``dest`` is left empty.
     """
-    with zip_path.open("rb") as stream:
-        _check_directory_size(stream, zip_path.name, max_files)
+    with zip_path.open("rb") as stream, open_archive(stream, zip_path.name, max_files) as archive:
+        plan = _plan(archive, max_files=max_files, max_bytes=max_bytes, max_ratio=max_ratio)
+        dest.mkdir(parents=True, exist_ok=True)
+        if any(dest.iterdir()):
+            raise ValueError(f"Extraction directory {dest} must be empty.")
         try:
-            archive = zipfile.ZipFile(stream)
-        except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError) as exc:
-            raise UnsafeArchive(f"{zip_path.name} is not a readable zip archive: {exc}") from exc
-        with archive:
-            plan = _plan(archive, max_files=max_files, max_bytes=max_bytes, max_ratio=max_ratio)
-            dest.mkdir(parents=True, exist_ok=True)
-            if any(dest.iterdir()):
-                raise ValueError(f"Extraction directory {dest} must be empty.")
-            try:
-                return _extract(archive, plan, dest, max_bytes)
-            except BaseException:
-                _empty(dest)
-                raise
+            return _extract(archive, plan, dest, max_bytes)
+        except BaseException:
+            _empty(dest)
+            raise
+
+
+def open_archive(stream: BinaryIO, name: str, max_files: int) -> zipfile.ZipFile:
+    """A zipfile reading ``stream``, refused with :class:`UnsafeArchive` when it is not a
+    zip, has too big a central directory, or names not in their declared encoding."""
+    _check_directory_size(stream, name, max_files)
+    try:
+        return zipfile.ZipFile(stream)
+    except UnicodeDecodeError as exc:
+        raise UnsafeArchive(
+            f"a member name in {name} is not valid UTF-8, though the archive says it is "
+            f"(byte {shown(exc.object[exc.start : exc.start + 1])})"
+        ) from exc
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError) as exc:
+        raise UnsafeArchive(f"{name} is not a readable zip archive: {exc}") from exc
+    except (ValueError, OSError, struct.error) as exc:  # offsets pointing nowhere
+        raise UnsafeArchive(f"{name} is not a readable zip archive (damaged)") from exc
 
 
 @dataclass(frozen=True)
@@ -101,21 +138,22 @@ def _plan(
     for info in infos:
         member = _check_member(info, max_ratio)
         if member.parts in seen:
-            raise UnsafeArchive(f"member {info.filename!r} appears twice in the archive")
+            raise UnsafeArchive(f"member {shown(info.filename)} appears twice in the archive")
         seen[member.parts] = member
         plan.append(member)
         declared += info.file_size
         if declared > max_bytes:
             raise UnsafeArchive(
                 f"archive expands to more than {max_bytes} bytes (limit reached at member "
-                f"{info.filename!r})"
+                f"{shown(info.filename)})"
             )
     for member in plan:
         for i in range(1, len(member.parts)):
             parent = seen.get(member.parts[:i])
             if parent is not None and not parent.is_dir:
                 raise UnsafeArchive(
-                    f"member {member.info.filename!r} lies under {parent.info.filename!r}, "
+                    f"member {shown(member.info.filename)} lies under "
+                    f"{shown(parent.info.filename)}, "
                     "which is a file"
                 )
     _check_overlaps(infos)
@@ -151,44 +189,55 @@ def _check_directory_size(stream: BinaryIO, name: str, max_files: int) -> None:
 
 
 def _check_member(info: zipfile.ZipInfo, max_ratio: int) -> _Member:
-    name = info.filename
-    parts = _safe_parts(name)
+    parts = member_parts(info.filename)
+    name = shown(info.filename)
     unix_mode = info.external_attr >> 16
     kind = stat.S_IFMT(unix_mode)
     if kind == stat.S_IFLNK:
-        raise UnsafeArchive(f"member {name!r} is a symbolic link")
+        raise UnsafeArchive(f"member {name} is a symbolic link")
     if kind not in (0, stat.S_IFREG, stat.S_IFDIR):
-        raise UnsafeArchive(f"member {name!r} is a device, FIFO or socket")
+        raise UnsafeArchive(f"member {name} is a device, FIFO or socket")
     if info.flag_bits & 0x1:
-        raise UnsafeArchive(f"member {name!r} is encrypted")
+        raise UnsafeArchive(f"member {name} is encrypted")
     if info.compress_type not in _METHODS:
-        raise UnsafeArchive(f"member {name!r} uses unsupported compression {info.compress_type}")
+        raise UnsafeArchive(f"member {name} uses unsupported compression {info.compress_type}")
     is_dir = name.endswith("/") or kind == stat.S_IFDIR
     if is_dir:
         return _Member(info, parts, is_dir=True, mode=0o755)
     if info.file_size > _RATIO_FROM and info.file_size > max_ratio * max(info.compress_size, 1):
         ratio = info.file_size // max(info.compress_size, 1)
         raise UnsafeArchive(
-            f"member {name!r} has a compression ratio of {ratio}:1, over the limit of "
+            f"member {name} has a compression ratio of {ratio}:1, over the limit of "
             f"{max_ratio}:1 (a zip bomb?)"
         )
     return _Member(info, parts, is_dir=False, mode=0o755 if unix_mode & 0o111 else 0o644)
 
 
-def _safe_parts(name: str) -> tuple[str, ...]:
-    if any(ord(char) < 0x20 or char == "\x7f" for char in name):
-        raise UnsafeArchive(f"member {name!r} has control characters in its name")
-    if "\\" in name:
-        raise UnsafeArchive(f"member {name!r} has a backslash in its name (a Windows path?)")
-    if name.startswith("/"):
-        raise UnsafeArchive(f"member {name!r} has an absolute path")
-    parts = tuple(part for part in name.split("/") if part not in ("", "."))
+def member_parts(full_name: str) -> tuple[str, ...]:
+    """The path components of a member name, refused if unsafe to create."""
+    name = shown(full_name)
+    size = len(full_name.encode("utf-8", "surrogateescape"))
+    if size > _MAX_NAME:
+        raise UnsafeArchive(f"member {name} has a name {size} bytes long, over {_MAX_NAME}")
+    if any(ord(char) < 0x20 or char == "\x7f" for char in full_name):
+        raise UnsafeArchive(f"member {name} has control characters in its name")
+    if "\\" in full_name:
+        raise UnsafeArchive(f"member {name} has a backslash in its name (a Windows path?)")
+    if full_name.startswith("/"):
+        raise UnsafeArchive(f"member {name} has an absolute path")
+    parts = tuple(part for part in full_name.split("/") if part not in ("", "."))
     if not parts:
-        raise UnsafeArchive(f"member {name!r} has an empty name")
+        raise UnsafeArchive(f"member {name} has an empty name")
     if ".." in parts:
-        raise UnsafeArchive(f"member {name!r} leaves the extraction directory ('..')")
+        raise UnsafeArchive(f"member {name} leaves the extraction directory ('..')")
     if _DRIVE.match(parts[0]):
-        raise UnsafeArchive(f"member {name!r} starts with a drive letter")
+        raise UnsafeArchive(f"member {name} starts with a drive letter")
+    for part in parts:
+        if len(part.encode("utf-8", "surrogateescape")) > _MAX_PART:
+            raise UnsafeArchive(
+                f"member {name} has a name part longer than {_MAX_PART} bytes, "
+                "more than filesystems store"
+            )
     return parts
 
 
@@ -201,14 +250,16 @@ def _check_overlaps(infos: Sequence[zipfile.ZipInfo]) -> None:
         name_size = len(this.orig_filename.encode(encoding, errors="replace"))
         end = this.header_offset + _LOCAL_HEADER_SIZE + name_size
         if end + this.compress_size > following.header_offset:
-            raise UnsafeArchive(f"member {following.filename!r} overlaps member {this.filename!r}")
+            raise UnsafeArchive(
+                f"member {shown(following.filename)} overlaps member {shown(this.filename)}"
+            )
 
 
 def _extract(archive: zipfile.ZipFile, plan: list[_Member], dest: Path, max_bytes: int) -> int:
     written = files = 0
     for member in plan:
         target = dest.joinpath(*member.parts)
-        name = member.info.filename
+        name = shown(member.info.filename)
         try:
             if member.is_dir:
                 target.mkdir(mode=0o755, parents=True, exist_ok=True)
@@ -218,27 +269,39 @@ def _extract(archive: zipfile.ZipFile, plan: list[_Member], dest: Path, max_byte
             flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
             fd = os.open(target, flags, 0o600)
         except (FileExistsError, NotADirectoryError, IsADirectoryError) as exc:
-            raise UnsafeArchive(f"member {name!r} clashes with another member: {exc}") from exc
+            raise UnsafeArchive(f"member {name} clashes with another member") from exc
+        except OSError as exc:
+            if exc.errno == errno.ENAMETOOLONG:
+                raise UnsafeArchive(f"member {name} has too long a name") from exc
+            raise
         with os.fdopen(fd, "wb") as out:
             size = 0
-            try:
-                with archive.open(member.info) as source:
-                    while chunk := source.read(CHUNK):
-                        size += len(chunk)
-                        written += len(chunk)
-                        if size > member.info.file_size:
-                            raise UnsafeArchive(f"member {name!r} is larger than it declares")
-                        if written > max_bytes:
-                            raise UnsafeArchive(
-                                f"archive expands to more than {max_bytes} bytes "
-                                f"(limit reached at member {name!r})"
-                            )
-                        out.write(chunk)
-            except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as exc:
-                raise UnsafeArchive(f"member {name!r} is corrupt: {exc}") from exc
+            for chunk in read_chunks(archive, member.info, name):
+                size += len(chunk)
+                written += len(chunk)
+                if size > member.info.file_size:
+                    raise UnsafeArchive(f"member {name} is larger than it declares")
+                if written > max_bytes:
+                    raise UnsafeArchive(
+                        f"archive expands to more than {max_bytes} bytes "
+                        f"(limit reached at member {name})"
+                    )
+                out.write(chunk)  # a full disk raises OSError(ENOSPC): the platform's fault
             os.fchmod(out.fileno(), member.mode)  # exact mode whatever the umask; no setuid
         files += 1
     return files
+
+
+def read_chunks(archive: zipfile.ZipFile, info: zipfile.ZipInfo, name: str) -> Iterator[bytes]:
+    """The member's bytes (``name`` quoted for messages); damage found while reading them
+    is the archive's fault."""
+    try:
+        with archive.open(info) as source:
+            while chunk := source.read(CHUNK):
+                yield chunk
+    except _CORRUPT as exc:
+        reason = str(exc) if isinstance(exc, zipfile.BadZipFile | zlib.error) else "bad data"
+        raise UnsafeArchive(f"member {name} is corrupt: {shown(reason)}") from exc
 
 
 def _empty(directory: Path) -> None:

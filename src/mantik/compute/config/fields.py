@@ -15,6 +15,7 @@ from pydantic import (
     WithJsonSchema,
 )
 
+from mantik._bounded import shown
 from mantik.compute.config.units import parse_memory, parse_runtime
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -57,12 +58,12 @@ def _env_value(value: object) -> object:
 def _env_name(name: str) -> str:
     if not _ENV_NAME.fullmatch(name):
         raise ValueError(
-            f"{name!r} is not a valid variable name: use letters, digits and '_', "
+            f"{shown(name)} is not a valid variable name: use letters, digits and '_', "
             "not starting with a digit (e.g. MY_VAR)"
         )
     if name.startswith(_RESERVED_PREFIXES):
         raise ValueError(
-            f"{name!r} is reserved: the platform sets MLFLOW_* and MANTIK_* variables "
+            f"{shown(name)} is reserved: the platform sets MLFLOW_* and MANTIK_* variables "
             "for the job itself; choose another name"
         )
     return name
@@ -76,7 +77,7 @@ def http_url(value: str) -> str:
         or any(c.isspace() for c in value)
     ):
         raise ValueError(
-            f"{value!r} is not an http(s) URL; write e.g. "
+            f"{shown(value)} is not an http(s) URL; write e.g. "
             '"https://zam2125.zam.kfa-juelich.de:9112/JUWELS/rest/core"'
         )
     return value
@@ -85,7 +86,7 @@ def http_url(value: str) -> str:
 def local_image(value: str) -> str:
     if "://" in value:
         raise ValueError(
-            f"{value!r} is not a file path: give the path of a local image file (relative to "
+            f"{shown(value)} is not a file path: give the path of a local image file (relative to "
             "the MLproject directory, or absolute); for an image already on the site use "
             "RemoteImage"
         )
@@ -94,27 +95,31 @@ def local_image(value: str) -> str:
 
 def absolute(value: str) -> str:
     if not value.startswith("/"):
-        raise ValueError(f"{value!r} must be an absolute path on the site, e.g. /p/images/x.sif")
+        raise ValueError(
+            f"{shown(value)} must be an absolute path on the site, e.g. /p/images/x.sif"
+        )
     return value
 
 
 def module_name(value: str) -> str:
     if any(c.isspace() for c in value):
-        raise ValueError(f"{value!r} contains spaces: give one module per list item")
+        raise ValueError(f"{shown(value)} contains spaces: give one module per list item")
     return value
 
 
 def site_name(value: str) -> str:
     if not _SITE_NAME.fullmatch(value):
-        raise ValueError(f"{value!r} is not a site name (letters, digits, '.', '_', '-')")
+        raise ValueError(f"{shown(value)} is not a site name (letters, digits, '.', '_', '-')")
     return value
 
 
-Line = Annotated[str, Field(min_length=1), AfterValidator(_single_line)]
+# One line of a batch script; longer is no path, URL or option anyone writes.
+Line = Annotated[str, Field(min_length=1, max_length=4096), AfterValidator(_single_line)]
 Name = Annotated[
     str, Field(min_length=1), AfterValidator(_single_line), BeforeValidator(_int_as_str)
 ]
-Count = Annotated[int, Field(gt=0), BeforeValidator(no_bool)]
+# SLURM and UNICORE count in 32 bits.
+Count = Annotated[int, Field(gt=0, lt=2**31), BeforeValidator(no_bool)]
 Runtime = Annotated[
     int,
     BeforeValidator(parse_runtime),

@@ -12,6 +12,7 @@ from pydantic import (
     ValidationError,
 )
 
+from mantik._bounded import nesting_message, too_deep
 from mantik._exceptions import ConfigurationError
 from mantik.compute.config.messages import describe, kind_of
 from mantik.compute.config.model import BackendConfig
@@ -52,6 +53,8 @@ def _from_json(text: str, source: str) -> object:
         ) from exc
     except ValueError as exc:  # duplicate key
         raise ConfigurationError(f"{source} is not valid: {exc}") from exc
+    except RecursionError:
+        raise ConfigurationError(nesting_message(source)) from None
 
 
 def _from_yaml(text: str, source: str) -> object:
@@ -62,6 +65,8 @@ def _from_yaml(text: str, source: str) -> object:
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigurationError(f"{source} is not valid YAML{where}: {problem}") from exc
+    except RecursionError:
+        raise ConfigurationError(nesting_message(source)) from None
 
 
 def validate_backend_config(data: object, *, source: str = "the backend config") -> BackendConfig:
@@ -69,6 +74,8 @@ def validate_backend_config(data: object, *, source: str = "the backend config")
 
     ``source`` names the file (or form field) in the message.
     """
+    if too_deep(data):
+        raise ConfigurationError(nesting_message(source))
     if not isinstance(data, dict):
         raise ConfigurationError(
             f"{source} must contain a mapping (a JSON object) of keys such as "
@@ -108,13 +115,14 @@ def parse_backend_config(
     return validate_backend_config(data, source=source)
 
 
-def load_backend_config(path: Path) -> BackendConfig:
+def load_backend_config(path: Path, *, source: str | None = None) -> BackendConfig:
     """Load ``path`` (JSON, or YAML for ``.yaml``/``.yml``) and validate it.
 
-    Raises :class:`ConfigurationError` naming the file, each bad key and the fix.
+    Raises :class:`ConfigurationError` naming the file (as ``source`` if given), each bad
+    key and the fix.
     """
     path = Path(path)
-    source = str(path)
+    source = source or str(path)
     try:
         text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:

@@ -5,14 +5,19 @@ from __future__ import annotations
 
 import difflib
 import json
-from typing import Any
+from typing import Any, Final
 
 from pydantic import (
     BaseModel,
     ValidationError,
 )
 
+from mantik._bounded import shown
 from mantik.compute.config.model import BackendConfig, Resources
+
+_MAX_KEY: Final = 80  # characters of a key path a message quotes
+_MAX_DETAIL: Final = 400  # characters of one problem's description
+_MAX_PROBLEMS: Final = 10  # problems listed in one message; the rest are counted
 
 
 def _key_path(loc: tuple[int | str, ...]) -> str:
@@ -22,7 +27,12 @@ def _key_path(loc: tuple[int | str, ...]) -> str:
             text += f"[{part}]"
         elif part != "[key]":
             text += f".{part}" if text else str(part)
-    return text
+    return text if len(text) <= _MAX_KEY else f"{text[: _MAX_KEY - 3]}..."
+
+
+def _cut(detail: str) -> str:
+    # Validators quote values (a Runtime of a million digits): keep each problem short.
+    return detail if len(detail) <= _MAX_DETAIL else f"{detail[: _MAX_DETAIL - 3]}..."
 
 
 def _aliases(model: type[BaseModel]) -> list[str]:
@@ -70,11 +80,9 @@ def _unknown_key(loc: tuple[int | str, ...]) -> str:
 
 
 def _shown(value: object) -> str:
-    try:
-        text = json.dumps(value)
-    except (TypeError, ValueError):
-        text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+    if isinstance(value, str):  # as JSON writes it, cut short
+        return json.dumps(value[:57]) + ("..." if len(value) > 57 else "")
+    return shown(value, 60)
 
 
 def kind_of(value: object) -> str:
@@ -120,7 +128,8 @@ def _detail(error: Any) -> str:
 
 def describe(exc: ValidationError, source: str) -> str:
     items: list[tuple[str, str | None, str]] = []  # (headline, key, detail)
-    for error in exc.errors(include_url=False):
+    errors = exc.errors(include_url=False)
+    for error in errors[:_MAX_PROBLEMS]:
         loc = tuple(error["loc"])
         if error["type"] == "extra_forbidden":
             items.append(("Unknown key", _key_path(loc), _unknown_key(loc)))
@@ -130,7 +139,8 @@ def describe(exc: ValidationError, source: str) -> str:
             items.append(("Bad variable name in", _key_path(loc[:-2]), _detail(error)))
         else:
             items.append(("Bad value for", _key_path(loc), _detail(error)))
-    if len(items) == 1:
+    items = [(headline, key, _cut(detail)) for headline, key, detail in items]
+    if len(errors) == 1:
         headline, key, detail = items[0]
         named = f"{headline} '{key}'" if key is not None else headline
         return f"{named} in {source}: {detail}"
@@ -138,4 +148,6 @@ def describe(exc: ValidationError, source: str) -> str:
         f"{headline.lower()} '{key}': {detail}" if key is not None else detail
         for headline, key, detail in items
     ]
-    return f"{len(items)} problems in {source}: " + "; ".join(parts)
+    more = len(errors) - len(items)
+    rest = f"; and {more} more" if more else ""
+    return f"{len(errors)} problems in {source}: " + "; ".join(parts) + rest

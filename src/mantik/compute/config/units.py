@@ -8,6 +8,8 @@ import math
 import re
 from fractions import Fraction
 
+from mantik._bounded import shown
+
 KIB = 1024
 MIB = 1024**2
 GIB = 1024**3
@@ -56,12 +58,6 @@ def _number(value: object, what: str, forms: str) -> Fraction | None:
     return None
 
 
-def _shown(value: object) -> str:
-    """``value`` for a message, cut short (a user's number may have a million digits)."""
-    text = repr(value)
-    return text if len(text) <= 40 else f"{text[:37]}..."
-
-
 def _positive(amount: Fraction, value: object, what: str) -> int:
     if amount <= 0:
         raise ValueError(f"{what} must be positive, got {value!r}")
@@ -107,7 +103,7 @@ def parse_runtime(value: object) -> int:
     seconds = _positive(amount, value, "Runtime")
     if seconds > MAX_RUNTIME_SECONDS:
         raise ValueError(
-            f"Runtime {_shown(value)} is longer than any site grants: at most 366 days "
+            f"Runtime {shown(value, 40)} is longer than any site grants: at most 366 days "
             f"({MAX_RUNTIME_SECONDS} seconds)"
         )
     return seconds

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, Literal, TypeGuard, get_args
 
+from mantik._bounded import shown
 from mantik._exceptions import ConfigurationError
 
 ParameterType = Literal["float", "int", "string", "path", "uri"]
@@ -36,13 +37,13 @@ class Parameter:
     def __post_init__(self) -> None:
         if not is_parameter_type(self.type):
             raise ConfigurationError(
-                f"parameter {self.name!r} has unknown type {self.type!r}; "
+                f"parameter {shown(self.name)} has unknown type {shown(self.type)}; "
                 f"use one of: {', '.join(PARAMETER_TYPES)}."
             )
         if self.default is not None and (problem := _type_problem(self.type, self.default)):
             raise ConfigurationError(
-                f"parameter {self.name!r} has type {self.type}, "
-                f"but its default {self.default!r} {problem}."
+                f"parameter {shown(self.name)} has type {self.type}, "
+                f"but its default {shown(self.default)} {problem}."
             )
 
     @property
@@ -90,12 +91,13 @@ class EntryPoint:
                 continue
             if name in given and (problem := _type_problem(parameter.type, value)):
                 problems.append(
-                    f"parameter {name!r} has type {parameter.type}, but {value!r} {problem}"
+                    f"parameter {shown(name)} has type {parameter.type}, "
+                    f"but {shown(value)} {problem}"
                 )
             values[name] = value
         values.update((key, text) for key, text in given.items() if key not in self.parameters)
         if problems:
-            raise ConfigurationError(_problem_message(f"entry point {self.name!r}", problems))
+            raise ConfigurationError(_problem_message(f"entry point {shown(self.name)}", problems))
         return values
 
     def render(self, params: Mapping[str, object]) -> str:
@@ -140,7 +142,7 @@ class MLProject:
             return EntryPoint(name=name, command=command)
         available = ", ".join(repr(n) for n in self.entry_points) or "none"
         raise ConfigurationError(
-            f"Unknown entry point {name!r} in project {self.path}. Entry points in the "
+            f"Unknown entry point {shown(name)} in project {self.path}. Entry points in the "
             f"MLproject: {available}; or give the path of a .py or .sh file in the project."
         )
 
@@ -155,7 +157,7 @@ class MLProject:
 def _check_command(entry_point: str, command: str, parameters: Mapping[str, Parameter]) -> None:
     # MLflow runs command.format(**params): a stray brace or an undeclared placeholder would
     # only fail on the compute node, so catch it now.
-    where = f"entry point {entry_point!r}: command {command!r}"
+    where = f"entry point {shown(entry_point)}: command {shown(command)}"
     try:
         fields = [f for _, f, _, _ in string.Formatter().parse(command) if f is not None]
     except ValueError as exc:
@@ -178,7 +180,7 @@ def _check_command(entry_point: str, command: str, parameters: Mapping[str, Para
 
 def _as_text(key: object, value: object, problems: list[str]) -> str | None:
     if not isinstance(key, str) or not key:
-        problems.append(f"parameter name {key!r} must be a non-empty string")
+        problems.append(f"parameter name {shown(key)} must be a non-empty string")
         return None
     text: object = None
     if isinstance(value, str | int | float):  # bool is an int: str(True) == "True", as MLflow
@@ -186,10 +188,14 @@ def _as_text(key: object, value: object, problems: list[str]) -> str | None:
     elif isinstance(value, os.PathLike):
         text = os.fspath(value)
     if not isinstance(text, str):
-        problems.append(f"parameter {key!r} has value {value!r}; give a string, number or path")
+        problems.append(
+            f"parameter {shown(key)} has value {shown(value)}; give a string, number or path"
+        )
         return None
     if "\0" in text or "\0" in key:
-        problems.append(f"parameter {key!r} contains a NUL character, which no program can receive")
+        problems.append(
+            f"parameter {shown(key)} contains a NUL character, which no program can receive"
+        )
         return None
     return text
 

@@ -6,14 +6,15 @@ import base64
 import json
 import shutil
 import tempfile
-from pathlib import Path
+from pathlib import Path as FilePath
 from typing import Annotated, Any
 
-from fastapi import APIRouter, BackgroundTasks, File, Form, Query, Request, UploadFile
+from fastapi import APIRouter, BackgroundTasks, File, Form, Path, Query, Request, UploadFile
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
+from mantik._bounded import nesting_message, shown, too_deep
 from mantik.server.api.deps import CurrentUser
 from mantik.server.api.error_docs import COMPUTE_ERRORS
 from mantik.server.compute.errors import InvalidLogRequest, InvalidSubmission
@@ -25,6 +26,11 @@ from mantik.server.compute.service import ComputeService, Submission
 from mantik.server.models import ComputeJob
 
 router = APIRouter(prefix="/compute-backend", tags=["compute"], responses=COMPUTE_ERRORS)
+
+# MLflow's ids: experiments are numbers, runs 32 hex digits; anything longer is not one.
+_ID = r"^[A-Za-z0-9_-]+$"
+ExperimentId = Annotated[str, Path(max_length=64, pattern=_ID)]
+RunId = Annotated[str, Path(max_length=64, pattern=_ID)]
 
 
 class SubmitResponse(BaseModel):
@@ -117,11 +123,23 @@ def _service(request: Request) -> ComputeService:
     return service
 
 
+def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [key for key, _ in pairs]
+    if len(set(keys)) < len(keys):
+        twice = next(key for key in keys if keys.count(key) > 1)
+        raise InvalidSubmission(f"The key {shown(twice)} appears twice; give it once.")
+    return dict(pairs)
+
+
 def _json_object(raw: str, field: str) -> dict[str, Any]:
     try:
-        value = json.loads(raw)
+        value = json.loads(raw, object_pairs_hook=_unique)
     except ValueError as exc:
-        raise InvalidSubmission(f"{field} is not valid JSON: {exc}") from exc
+        raise InvalidSubmission(f"{field} is not valid JSON: {shown(str(exc))}") from exc
+    except RecursionError:
+        raise InvalidSubmission(nesting_message(field)) from None
+    if too_deep(value):
+        raise InvalidSubmission(nesting_message(field))
     if not isinstance(value, dict):
         raise InvalidSubmission(f"{field} must be a JSON object.")
     return value
@@ -142,7 +160,7 @@ def _inline_config(raw: str | None) -> dict[str, Any] | None:
 async def submit(
     request: Request,
     user: CurrentUser,
-    experiment_id: str,
+    experiment_id: ExperimentId,
     mlproject_zip: Annotated[UploadFile, File(description="The MLproject folder as a zip.")],
     entry_point: Annotated[str, Form(max_length=256)] = "main",
     mlflow_parameters: Annotated[str | None, Form(max_length=1_000_000)] = None,
@@ -164,7 +182,12 @@ async def submit(
     mlflow_tracking_token: Annotated[str | None, Form(max_length=16384)] = None,
 ) -> SubmitResponse:
     service = _service(request)
-    inline = _inline_config(backend_config) or _inline_config(unicore_backend_config)
+    # backend_config is always inline; unicore_backend_config may be either (0.1.x).
+    inline = (
+        _json_object(backend_config, "backend_config")
+        if backend_config is not None
+        else _inline_config(unicore_backend_config)
+    )
     config_path = unicore_backend_config_path
     if config_path is None and inline is None:
         config_path = unicore_backend_config
@@ -177,7 +200,7 @@ async def submit(
             experiment_id=experiment_id,
             entry_point=entry_point,
             parameters=_parameters(mlflow_parameters),
-            archive=Path(archive.name),
+            archive=FilePath(archive.name),
             backend_config_path=config_path,
             backend_config=inline,
             run_name=run_name,
@@ -201,8 +224,8 @@ async def submit(
 def list_runs(
     request: Request,
     user: CurrentUser,
-    experiment_id: Annotated[str | None, Query()] = None,
-    state: Annotated[str | None, Query()] = None,
+    experiment_id: Annotated[str | None, Query(max_length=64, pattern=_ID)] = None,
+    state: Annotated[str | None, Query(max_length=64, pattern=_ID)] = None,
 ) -> list[RunView]:
     service = _service(request)
     jobs = service.list_jobs(user.username, experiment_id, state, _header_credentials(request))
@@ -212,7 +235,7 @@ def list_runs(
 
 @router.get("/runs/{run_id}", response_model=RunView)
 def get_run(
-    request: Request, user: CurrentUser, run_id: str, background: BackgroundTasks
+    request: Request, user: CurrentUser, run_id: RunId, background: BackgroundTasks
 ) -> RunView:
     service = _service(request)
     credentials = _header_credentials(request)
@@ -248,7 +271,7 @@ _LOG_HEADERS = {
 def get_logs(
     request: Request,
     user: CurrentUser,
-    run_id: str,
+    run_id: RunId,
     tail_bytes: Annotated[
         int | None, Query(ge=0, description="Only the last this many bytes.")
     ] = None,
@@ -272,6 +295,6 @@ def get_logs(
 
 
 @router.post("/runs/{run_id}/cancel", response_model=RunView)
-def cancel_run(request: Request, user: CurrentUser, run_id: str) -> RunView:
+def cancel_run(request: Request, user: CurrentUser, run_id: RunId) -> RunView:
     service = _service(request)
     return _view(service, service.cancel(user.username, run_id, _header_credentials(request)))

@@ -6,11 +6,15 @@ here; the services and drivers that raise them know nothing of HTTP.
 
 from __future__ import annotations
 
+import errno
+import logging
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError, OperationalError
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -46,6 +50,32 @@ STATUS: dict[type[ServerError], int] = {
 }
 
 
+log = logging.getLogger("mantik.api")
+
+_MAX_MESSAGE = 2000  # characters of a message; quoted user values are cut shorter still
+_DISK_FULL = (
+    "The platform has no disk space left for this request, and kept nothing of it. "
+    "Try again later, or tell the platform admin."
+)
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+def _public(request: Request, message: str) -> str:
+    """``message`` as users may read it: the platform's own folders named, not shown, and
+    the whole cut short (a last line of defence; messages quote users' values briefly)."""
+    settings = getattr(request.app.state, "settings", None)
+    if settings is not None:
+        for folder in (settings.resolved_jobs_dir, settings.data_dir):
+            for form in {str(Path(folder).resolve()), str(folder)}:
+                message = message.replace(form, "<platform folder>")
+    return message if len(message) <= _MAX_MESSAGE else f"{message[: _MAX_MESSAGE - 3]}..."
+
+
+def _internal(request: Request, exc: Exception) -> JSONResponse:
+    log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+    return JSONResponse({"detail": "Internal error; the platform's log has the details."}, 500)
+
+
 def _describe(error: dict[str, Any]) -> str:
     where = ".".join(str(part) for part in error.get("loc", ()) if part != "body")
     return f"{where}: {error.get('msg', 'invalid')}" if where else str(error.get("msg"))
@@ -61,8 +91,8 @@ def status_of(exc: ServerError) -> int:
 
 def install_handlers(app: FastAPI) -> None:
     @app.exception_handler(ServerError)
-    async def _server(_: Request, exc: ServerError) -> JSONResponse:
-        body: dict[str, Any] = {"detail": exc.message}
+    async def _server(request: Request, exc: ServerError) -> JSONResponse:
+        body: dict[str, Any] = {"detail": _public(request, exc.message)}
         headers: dict[str, str] = {}
         if isinstance(exc, identity.IdentityError):
             if exc.code:
@@ -71,9 +101,51 @@ def install_handlers(app: FastAPI) -> None:
         return JSONResponse(body, status_code=status_of(exc), headers=headers)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         problems = [_describe(e) for e in exc.errors()]
-        return JSONResponse({"detail": "Invalid request: " + "; ".join(problems)}, status_code=422)
+        message = _public(request, "Invalid request: " + "; ".join(problems))
+        return JSONResponse({"detail": message}, status_code=422)
+
+    install_safety_nets(app)
+
+
+def install_safety_nets(app: FastAPI) -> None:
+    """Answers for what should have been refused earlier, so that it is never a 500."""
+
+    @app.exception_handler(RecursionError)
+    async def _recursion(_: Request, exc: RecursionError) -> JSONResponse:
+        return JSONResponse({"detail": "The request is nested too deeply to read."}, 400)
+
+    @app.exception_handler(UnicodeError)
+    async def _unicode(_: Request, exc: UnicodeError) -> JSONResponse:
+        return JSONResponse({"detail": "The request holds text that is not valid UTF-8."}, 400)
+
+    @app.exception_handler(DataError)
+    async def _data(request: Request, exc: DataError) -> JSONResponse:
+        log.warning("%s %s: the database refused a value: %s", request.method, request.url, exc)
+        detail = "A value in the request cannot be stored: text with a NUL character, or a "
+        return JSONResponse({"detail": detail + "number out of range."}, 400)
+
+    @app.exception_handler(OperationalError)
+    async def _operational(request: Request, exc: OperationalError) -> JSONResponse:
+        if "disk is full" in str(exc.orig) or "No space left" in str(exc.orig):
+            log.error("the database's disk is full: %s", exc.orig)
+            return JSONResponse({"detail": _DISK_FULL}, 507)
+        return _internal(request, exc)
+
+    @app.exception_handler(ValueError)
+    async def _value(request: Request, exc: ValueError) -> JSONResponse:
+        if "NUL (0x00)" in str(exc):  # psycopg2 refuses to send such a string at all
+            detail = "A value in the request holds a NUL character, which cannot be stored."
+            return JSONResponse({"detail": detail}, 400)
+        return _internal(request, exc)
+
+    @app.exception_handler(OSError)
+    async def _os(request: Request, exc: OSError) -> JSONResponse:
+        if exc.errno in _NO_SPACE:
+            log.error("%s %s: no disk space left: %s", request.method, request.url.path, exc)
+            return JSONResponse({"detail": _DISK_FULL}, 507)
+        return _internal(request, exc)
 
 
 class BodyLimit:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response, status
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 
 from mantik._version import __version__
 from mantik.server.api.deps import ClientAddress
@@ -14,8 +14,16 @@ from mantik.server.identity.service import IdentityService
 
 router = APIRouter(responses=IDENTITY_ERRORS)
 
-Username = Annotated[str, Field(min_length=1, max_length=64)]
-Secret = Annotated[str, Field(min_length=1, max_length=1024)]
+
+def _no_nul(value: str) -> str:
+    # No user name, password or token has one, and PostgreSQL cannot even look it up.
+    if "\0" in value:
+        raise ValueError("must not contain a NUL character")
+    return value
+
+
+Username = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_no_nul)]
+Secret = Annotated[str, Field(min_length=1, max_length=1024), AfterValidator(_no_nul)]
 
 
 class TokenCreate(BaseModel):

@@ -8,15 +8,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mantik._bounded import shown
 from mantik._exceptions import ConfigurationError
 from mantik._mlflow_internals import param_refusal
 from mantik.compute.archive.unpack import UnsafeArchive, safe_extract
-from mantik.compute.config.loading import load_backend_config, validate_backend_config
 from mantik.compute.config.model import BackendConfig
 from mantik.compute.project.loading import load_project
 from mantik.server.compute.errors import InvalidSubmission
 from mantik.server.compute.job_folder import PROJECT
 from mantik.server.compute.jobs import SiteCredentials
+from mantik.server.compute.precheck import precheck
 
 # Deflate cannot exceed ≈ 1032:1, and the unpacked size is capped while writing: a
 # zero-filled data file (1000:1) is legitimate, a bomb still hits the cap.
@@ -55,13 +56,8 @@ class Prepared:
     project_dir: Path
 
 
+_MAX_PARAM_VALUE = 6000  # MLflow's MAX_PARAM_VAL_LENGTH
 _MAX_PARAMETERS = 1000  # MLflow logs at most this many params in one batch
-_SHOWN = 200  # characters of a user's value an error message quotes
-
-
-def shown(text: str) -> str:
-    """``text`` quoted for a message, cut short."""
-    return repr(text) if len(text) <= _SHOWN else f"{text[:_SHOWN]!r}... ({len(text)} characters)"
 
 
 def check_parameters(parameters: Mapping[str, Any]) -> None:
@@ -79,6 +75,11 @@ def check_parameters(parameters: Mapping[str, Any]) -> None:
             raise InvalidSubmission(
                 f"Parameter name {shown(key)} is longer than MLflow's 250 characters."
             )
+        if len(text) > _MAX_PARAM_VALUE:  # MLflow would cut it: the run would not say
+            raise InvalidSubmission(  # what the job ran with
+                f"Parameter {shown(key)} is {len(text)} characters long; MLflow records at "
+                f"most {_MAX_PARAM_VALUE}."
+            )
         refusal = param_refusal(key, text)
         if refusal is not None:
             raise InvalidSubmission(f"Parameter {shown(key)} cannot be logged: {refusal[:500]}")
@@ -93,8 +94,15 @@ def inside(root: Path, relative: str, what: str) -> Path:
 
 
 def prepare(submission: Submission, staging: Path, max_unpacked_bytes: int) -> Prepared:
-    """Unpack the project into ``staging`` and validate everything."""
+    """Check what is cheap to check, then unpack the project into ``staging`` and validate
+    everything."""
     check_parameters(submission.parameters)
+    config = precheck(
+        submission.archive,
+        submission.entry_point,
+        submission.backend_config,
+        submission.backend_config_path,
+    )
     project_dir = staging / PROJECT
     try:
         safe_extract(
@@ -103,16 +111,7 @@ def prepare(submission: Submission, staging: Path, max_unpacked_bytes: int) -> P
     except UnsafeArchive as exc:
         raise InvalidSubmission(f"The uploaded project was refused: {exc}") from exc
     try:
-        if submission.backend_config is not None:
-            config = validate_backend_config(
-                dict(submission.backend_config), source="the backend config"
-            )
-        elif submission.backend_config_path:
-            path = inside(project_dir, submission.backend_config_path, "backend config")
-            config = load_backend_config(path)
-        else:
-            raise InvalidSubmission("No backend configuration was sent.")
-        project = load_project(project_dir)
+        project = load_project(project_dir, shown_as="the project")
         entry = project.entry_point(submission.entry_point)
         command = entry.render(submission.parameters)
     except ConfigurationError as exc:
