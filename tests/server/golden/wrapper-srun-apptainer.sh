@@ -12,6 +12,7 @@ export MLFLOW_EXPERIMENT_ID=7
 MLFLOW_TRACKING_TOKEN="$(<"$MANTIK_DIR/job-token")"
 export MLFLOW_TRACKING_TOKEN
 unset MLFLOW_TRACKING_USERNAME MLFLOW_TRACKING_PASSWORD MLFLOW_TRACKING_AUTH MANTIK_USERNAME MANTIK_PASSWORD MANTIK_UNICORE_PASSWORD MANTIK_SSH_PASSWORD MANTIK_SSH_KEY_FILE
+export MANTIK_JOB_MARK="$MLFLOW_RUN_ID.$$"
 export MANTIK_TRACKING=auto
 MANTIK_SNAPSHOT_SECONDS=10
 # auto: offline when this node cannot reach the platform (compute nodes without internet)
@@ -42,6 +43,7 @@ export APPTAINERENV_MLFLOW_TRACKING_URI="$MLFLOW_TRACKING_URI"
 export APPTAINERENV_MLFLOW_RUN_ID="$MLFLOW_RUN_ID"
 export APPTAINERENV_MLFLOW_EXPERIMENT_ID="$MLFLOW_EXPERIMENT_ID"
 export APPTAINERENV_MLFLOW_TRACKING_TOKEN="$MLFLOW_TRACKING_TOKEN"
+export APPTAINERENV_MANTIK_JOB_MARK="$MANTIK_JOB_MARK"
 _mantik_api() {  # METHOD PATH JSON: best effort, the platform's poller is the safety net
   [ "$MANTIK_TRACKING" != offline ] || return 0  # unreachable: the platform syncs instead
   curl -sS --max-time 30 --retry 3 --retry-connrefused -o /dev/null -X "$1" \
@@ -62,6 +64,7 @@ _mantik_upload_log() {
 _mantik_finish() {  # EXIT_CODE STATUS
   trap '' TERM INT
   [ "$MANTIK_TRACKING" != offline ] || _mantik_offline_end
+  _mantik_sweep_all
   echo "$1" > "$MANTIK_DIR/exit-code"
   _mantik_api POST /api/2.0/mlflow/runs/set-tag \
     "{\"run_id\": \"$MLFLOW_RUN_ID\", \"key\": \"mantik.exit_code\", \"value\": \"$1\"}"
@@ -80,6 +83,7 @@ _mantik_on_term() {  # cancel, scancel, time limit: stop all the job started, re
     pkill -TERM -P "$_mantik_child" 2>/dev/null
     kill -TERM "$_mantik_child" 2>/dev/null
   fi
+  _mantik_sweep TERM
   while [ -n "$_mantik_child" ] && kill -0 "$_mantik_child" 2>/dev/null && [ $waited -lt 100 ]; do
     sleep 0.1; waited=$((waited + 1))
   done
@@ -88,7 +92,22 @@ _mantik_on_term() {  # cancel, scancel, time limit: stop all the job started, re
       [ "$pid" = "$$" ] || kill -KILL "$pid" 2>/dev/null
     done
   fi
+  _mantik_sweep KILL
   _mantik_finish 143 KILLED
+}
+_mantik_sweep() {  # SIGNAL: signal every other process carrying this job's mark; 1 if none
+  local found=1 entry pid
+  for entry in $(grep -lzxF "MANTIK_JOB_MARK=$MANTIK_JOB_MARK" /proc/[0-9]*/environ 2>/dev/null); do
+    pid=${entry#/proc/}; pid=${pid%/environ}
+    [ "$pid" = "$$" ] || ! kill -"$1" "$pid" 2>/dev/null || found=0
+  done
+  return $found
+}
+_mantik_sweep_all() {  # what the job left behind: TERM, then KILL what is still there
+  local round=0
+  _mantik_sweep TERM || return 0
+  sleep 0.5
+  while _mantik_sweep KILL && [ $round -lt 10 ]; do sleep 0.2; round=$((round + 1)); done
 }
 _mantik_snapshotter=
 _mantik_snapshot() {  # a consistent copy of the live store, published atomically
