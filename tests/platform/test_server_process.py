@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -65,3 +67,29 @@ def test_workers_end_when_the_supervisor_is_killed(tmp_path: Path) -> None:
     with start_platform(data, port=port, workers=2) as again:
         assert httpx.get(f"{again.url}/api/mantik/health").status_code == 200
 
+
+def test_a_busy_port_is_refused_before_the_platform_loads(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        started = time.monotonic()
+        start = ["server", "start", "--port", str(port), "--data-dir", str(tmp_path / "data")]
+        result = subprocess.run(
+            [sys.executable, "-X", "importtime", "-m", "mantik.cli", *start],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        took = time.monotonic() - started
+    assert result.returncode != 0
+    messages = [line for line in result.stderr.splitlines() if not line.startswith("import time:")]
+    assert any(f"port {port} on 127.0.0.1 is in use" in line for line in messages), messages
+    imported = [
+        line.rsplit("|", 1)[1].strip()
+        for line in result.stderr.splitlines()
+        if line.startswith("import time:")
+    ]
+    assert not [name for name in imported if name.split(".")[0] in ("mlflow", "uvicorn")]
+    assert "Traceback" not in result.stderr
+    assert took < 10  # MLflow alone takes about as long to import
