@@ -205,9 +205,14 @@ def job_settings(data_dir: Path) -> dict[str, str]:
 
 @contextmanager
 def start_platform(
-    data_dir: Path, *, env: dict[str, str] | None = None, workers: int = 2, timeout: float = 90
+    data_dir: Path,
+    *,
+    env: dict[str, str] | None = None,
+    workers: int = 2,
+    timeout: float = 90,
+    port: int | None = None,
 ) -> Iterator[PlatformProcess]:
-    port = free_port()
+    port = port or free_port()
     url = f"http://127.0.0.1:{port}"
     log_path = data_dir / "platform.log"
     extra = {"MANTIK_DATA_DIR": str(data_dir), **job_settings(data_dir), **(env or {})}

@@ -60,6 +60,11 @@ def start(
         signing_key_file=signing_key_file,
         jobs_dir=jobs_dir,
     )
+    from mantik.server.listening import cannot_listen
+
+    refusal = cannot_listen(settings.host, settings.port)  # before the slow imports (MLflow)
+    if refusal is not None:
+        fail(refusal)
     if settings.signing_key_file is not None:  # a clear refusal, before any worker starts
         from mantik.server.identity.keys import UnsafeKeyFile, load_or_create
 

@@ -20,6 +20,7 @@ from mantik.server.compute.poller import start_background as start_poller
 from mantik.server.compute.service import ComputeService
 from mantik.server.platform import Platform, build
 from mantik.server.settings import ServerSettings
+from mantik.server.supervision import end_with_supervisor
 from mantik.server.tracking import auth_cache, authorization, mlflow_app, route_rules
 
 # Identity API bodies are small; uploads (compute) have their own limits.
@@ -134,6 +135,7 @@ def _gate(platform: Platform) -> authorization.AuthGate:
 
 def create_app(settings: ServerSettings | None = None) -> Any:
     """The ASGI app of one worker (uvicorn ``--factory`` target)."""
+    end_with_supervisor()
     settings = settings or ServerSettings()
     platform = build(settings)
     mlflow = mlflow_app.create_mlflow_app(settings)

@@ -16,6 +16,7 @@ from uvicorn.supervisors import Multiprocess
 
 from mantik.server.platform import prepare
 from mantik.server.settings import ServerSettings
+from mantik.server.supervision import supervise_workers
 from mantik.server.tracking import mlflow_app
 
 
@@ -68,6 +69,7 @@ def serve(settings: ServerSettings, *, log_level: str = "info") -> None:
     sock = config.bind_socket()
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     if settings.workers > 1:
+        supervise_workers()
         Multiprocess(config, sockets=[sock]).run()
     else:
         uvicorn.Server(config).run(sockets=[sock])

@@ -13,6 +13,7 @@ export MLFLOW_EXPERIMENT_ID=7
 MLFLOW_TRACKING_TOKEN="$(<"$MANTIK_DIR/job-token")"
 export MLFLOW_TRACKING_TOKEN
 unset MLFLOW_TRACKING_USERNAME MLFLOW_TRACKING_PASSWORD MLFLOW_TRACKING_AUTH MANTIK_USERNAME MANTIK_PASSWORD MANTIK_UNICORE_PASSWORD MANTIK_SSH_PASSWORD MANTIK_SSH_KEY_FILE
+export MANTIK_JOB_MARK="$MLFLOW_RUN_ID.$$"
 export TEST_ENV_VAR='variable value'
 export MANTIK_TRACKING=auto
 MANTIK_SNAPSHOT_SECONDS=10
@@ -44,6 +45,7 @@ export APPTAINERENV_MLFLOW_TRACKING_URI="$MLFLOW_TRACKING_URI"
 export APPTAINERENV_MLFLOW_RUN_ID="$MLFLOW_RUN_ID"
 export APPTAINERENV_MLFLOW_EXPERIMENT_ID="$MLFLOW_EXPERIMENT_ID"
 export APPTAINERENV_MLFLOW_TRACKING_TOKEN="$MLFLOW_TRACKING_TOKEN"
+export APPTAINERENV_MANTIK_JOB_MARK="$MANTIK_JOB_MARK"
 export APPTAINERENV_TEST_ENV_VAR="$TEST_ENV_VAR"
 _mantik_keep_log() {  # stdin → job.log (the first MANTIK_LOG_PART bytes), then the parts
   SHELL="$BASH" split -b "$MANTIK_LOG_PART" -d -a 9 --filter='n=$((10#${FILE##*.})); [ $n -gt 0 ] || exec cat >>"${FILE%.tail.*}"; [ $n -lt 3 ] || rm -f -- "${FILE%.*}.$(printf %09d $((n - 2)))"; exec cat >"$FILE"' - \
@@ -53,7 +55,7 @@ _mantik_log_fd=
 _mantik_logger=
 _mantik_log_start() {
   : >>"$MANTIK_LOG"
-  exec {_mantik_log_fd}> >(trap '' TERM INT; _mantik_keep_log)
+  exec {_mantik_log_fd}> >(trap '' TERM INT; unset MANTIK_JOB_MARK; _mantik_keep_log)
   _mantik_logger=$!
 }
 _mantik_say() {  # a line of the wrapper's own, in the log
@@ -104,6 +106,7 @@ _mantik_upload_log() {  # the log as kept; -T streams the file (--data-binary @ 
 _mantik_finish() {  # EXIT_CODE STATUS
   trap '' TERM INT
   [ "$MANTIK_TRACKING" != offline ] || _mantik_offline_end
+  _mantik_sweep_all  # first: what it left behind may hold the log open
   _mantik_log_end
   echo "$1" > "$MANTIK_DIR/exit-code"
   _mantik_api POST /api/2.0/mlflow/runs/set-tag \
@@ -123,6 +126,7 @@ _mantik_on_term() {  # cancel, scancel, time limit: stop all the job started, re
     pkill -TERM -P "$_mantik_child" 2>/dev/null
     kill -TERM "$_mantik_child" 2>/dev/null
   fi
+  _mantik_sweep TERM
   while [ -n "$_mantik_child" ] && kill -0 "$_mantik_child" 2>/dev/null && [ $waited -lt 100 ]; do
     sleep 0.1; waited=$((waited + 1))
   done
@@ -132,7 +136,22 @@ _mantik_on_term() {  # cancel, scancel, time limit: stop all the job started, re
       [ "$pid" = "$$" ] || kill -KILL "$pid" 2>/dev/null
     done
   fi
+  _mantik_sweep KILL
   _mantik_finish 143 KILLED
+}
+_mantik_sweep() {  # SIGNAL: signal every other process carrying this job's mark; 1 if none
+  local found=1 entry pid
+  for entry in $(grep -lzxF "MANTIK_JOB_MARK=$MANTIK_JOB_MARK" /proc/[0-9]*/environ 2>/dev/null); do
+    pid=${entry#/proc/}; pid=${pid%/environ}
+    [ "$pid" = "$$" ] || ! kill -"$1" "$pid" 2>/dev/null || found=0
+  done
+  return $found
+}
+_mantik_sweep_all() {  # what the job left behind: TERM, then KILL what is still there
+  local round=0
+  _mantik_sweep TERM || return 0
+  sleep 0.5
+  while _mantik_sweep KILL && [ $round -lt 10 ]; do sleep 0.2; round=$((round + 1)); done
 }
 _mantik_snapshotter=
 _mantik_snapshot() {  # a consistent copy of the live store, published atomically

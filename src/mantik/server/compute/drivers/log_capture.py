@@ -10,7 +10,9 @@ tail, and a part's name says where its bytes lie in the whole output (see
 counts short pipe reads as blocks: neither keeps an exact, live head.
 
 The logger is a process substitution that ignores TERM and INT: a cancel stops the job but
-not its log, which the wrapper closes and drains (10 s at most) before it uploads it.
+not its log, which the wrapper closes and drains (10 s at most) before it uploads it. It
+does not carry the job's mark (``MANTIK_JOB_MARK``), so the wrapper's sweep of what the job
+left behind never stops it.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ _mantik_log_fd=
 _mantik_logger=
 _mantik_log_start() {{
   : >>"$MANTIK_LOG"
-  exec {{_mantik_log_fd}}> >(trap '' TERM INT; _mantik_keep_log)
+  exec {{_mantik_log_fd}}> >(trap '' TERM INT; unset MANTIK_JOB_MARK; _mantik_keep_log)
   _mantik_logger=$!
 }}
 _mantik_say() {{  # a line of the wrapper's own, in the log

@@ -52,6 +52,7 @@ _mantik_upload_log() {  # the log as kept; -T streams the file (--data-binary @ 
 _mantik_finish() {  # EXIT_CODE STATUS
   trap '' TERM INT
   [ "$MANTIK_TRACKING" != offline ] || _mantik_offline_end
+  _mantik_sweep_all  # first: what it left behind may hold the log open
   _mantik_log_end
   echo "$1" > "$MANTIK_DIR/@EXIT_CODE@"
   _mantik_api POST /api/2.0/mlflow/runs/set-tag \
@@ -71,6 +72,7 @@ _mantik_on_term() {  # cancel, scancel, time limit: stop all the job started, re
     pkill -TERM -P "$_mantik_child" 2>/dev/null
     kill -TERM "$_mantik_child" 2>/dev/null
   fi
+  _mantik_sweep TERM
   while [ -n "$_mantik_child" ] && kill -0 "$_mantik_child" 2>/dev/null && [ $waited -lt 100 ]; do
     sleep 0.1; waited=$((waited + 1))
   done
@@ -80,9 +82,31 @@ _mantik_on_term() {  # cancel, scancel, time limit: stop all the job started, re
       [ "$pid" = "$$" ] || kill -KILL "$pid" 2>/dev/null
     done
   fi
+  _mantik_sweep KILL
   _mantik_finish 143 KILLED
 }
 """.replace("@EXIT_CODE@", EXIT_CODE)
+
+# What escapes the job's process group (setsid) or its parent (a daemon adopted by init)
+# still carries the job's mark in its environment: the wrapper stops every such process of
+# its account when the job ends or is cancelled.
+MARK = "MANTIK_JOB_MARK"
+_SWEEP = r"""
+_mantik_sweep() {  # SIGNAL: signal every other process carrying this job's mark; 1 if none
+  local found=1 entry pid
+  for entry in $(grep -lzxF "@MARK@=$@MARK@" /proc/[0-9]*/environ 2>/dev/null); do
+    pid=${entry#/proc/}; pid=${pid%/environ}
+    [ "$pid" = "$$" ] || ! kill -"$1" "$pid" 2>/dev/null || found=0
+  done
+  return $found
+}
+_mantik_sweep_all() {  # what the job left behind: TERM, then KILL what is still there
+  local round=0
+  _mantik_sweep TERM || return 0
+  sleep 0.5
+  while _mantik_sweep KILL && [ $round -lt 10 ]; do sleep 0.2; round=$((round + 1)); done
+}
+""".replace("@MARK@", MARK)
 
 
 def _export(name: str, value: str) -> str:
@@ -128,6 +152,7 @@ def render_wrapper(spec: JobSpec, header: Sequence[str] = (), prologue: Sequence
         f'MLFLOW_TRACKING_TOKEN="$(<"$MANTIK_DIR/{TOKEN}")"',
         "export MLFLOW_TRACKING_TOKEN",
         "unset " + " ".join(_UNSET),
+        f'export {MARK}="$MLFLOW_RUN_ID.$$"',
     ]
     if spec.path_prefix:
         lines.append(f'export PATH={shlex.quote(os.pathsep.join(spec.path_prefix))}:"$PATH"')
@@ -139,10 +164,11 @@ def render_wrapper(spec: JobSpec, header: Sequence[str] = (), prologue: Sequence
         # --cleanenv drops the host environment; APPTAINERENV_X reaches the container as X
         # without showing values on the command line.
         names = ["MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID"]
-        names += ["MLFLOW_TRACKING_TOKEN", *environment]
+        names += ["MLFLOW_TRACKING_TOKEN", MARK, *environment]
         lines += [f'export APPTAINERENV_{name}="${name}"' for name in names]
     lines.append(log_capture.FUNCTIONS.strip("\n"))
     lines.append(_FUNCTIONS.strip("\n"))
+    lines.append(_SWEEP.strip("\n"))
     lines += offline.functions(spec)
     if config.launcher == "srun":
         lines.append(tasks.FUNCTIONS)
