@@ -1,33 +1,44 @@
 """Access tokens: acquired with the password, cached in ``~/.mantik/tokens.json``, refreshed.
 
 The cache file holds only tokens (never passwords), is created 0600 in a 0700 folder and
-replaced atomically, keyed by platform URL and user.
+replaced atomically, keyed by platform URL and user. Processes that share it refresh one at
+a time (a lock file beside it): refresh tokens rotate, and a second use of one ends the
+whole sign-in on the platform.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import os
 import tempfile
 import threading
-from dataclasses import asdict, dataclass
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # Windows: no lock between processes
+    fcntl = None  # type: ignore[assignment]
 
 import httpx
 
 from mantik._exceptions import AuthenticationError
 from mantik.client import _http
 
-# A cached token is reused only while it has at least this much life left.
+# A cached token is renewed when less than a quarter of its lifetime is left, at most this
+# much before it expires (a fixed 60 s renewed a 1-minute token before every request).
 SAFETY_MARGIN = timedelta(seconds=60)
+_RENEW_FRACTION = 4
 
 
 def cache_path() -> Path:
     return Path.home() / ".mantik" / "tokens.json"
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Tokens:
     """What :func:`mantik.init_tracking` returns: the access token MLflow now sends, when it
     expires, and the refresh token that renews it (cached in ``~/.mantik/tokens.json``)."""
@@ -35,9 +46,13 @@ class Tokens:
     access_token: str
     expires_at: datetime
     refresh_token: str | None
+    obtained_at: datetime | None = None  # when the platform issued it (None: unknown)
 
     def fresh(self, now: datetime | None = None) -> bool:
-        return self.expires_at - (now or datetime.now(UTC)) > SAFETY_MARGIN
+        margin = SAFETY_MARGIN
+        if self.obtained_at is not None:
+            margin = min(margin, (self.expires_at - self.obtained_at) / _RENEW_FRACTION)
+        return self.expires_at - (now or datetime.now(UTC)) > margin
 
     @classmethod
     def from_wire(cls, body: object) -> Tokens:
@@ -47,13 +62,15 @@ class Tokens:
         if expires.tzinfo is None:
             expires = expires.replace(tzinfo=UTC)
         refresh = body.get("RefreshToken")
-        return cls(body["AccessToken"], expires, refresh if isinstance(refresh, str) else None)
+        refresh = refresh if isinstance(refresh, str) else None
+        return cls(body["AccessToken"], expires, refresh, datetime.now(UTC))
 
 
 class TokenCache:
     """The token file; safe against concurrent writers in one process."""
 
-    _lock = threading.Lock()
+    _lock = threading.RLock()  # renewing, in this process
+    _put_lock = threading.Lock()
 
     def __init__(self, path: Path | None = None) -> None:
         self.path = path or cache_path()
@@ -74,23 +91,44 @@ class TokenCache:
         if not isinstance(entry, dict):
             return None
         try:
+            obtained = entry.get("obtained_at")
             return Tokens(
                 access_token=str(entry["access_token"]),
                 expires_at=datetime.fromisoformat(str(entry["expires_at"])),
                 refresh_token=entry.get("refresh_token"),
+                obtained_at=datetime.fromisoformat(obtained) if obtained else None,
             )
-        except (KeyError, ValueError):
+        except (KeyError, ValueError, TypeError):
             return None
 
-    def put(self, url: str, username: str, tokens: Tokens | None) -> None:
+    @contextlib.contextmanager
+    def renewing(self) -> Iterator[None]:
+        """Held while one process renews: the others wait, then find its tokens."""
         with self._lock:
+            if fcntl is None:
+                yield
+                return
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = os.open(self.path.with_name(".tokens.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                yield
+            finally:
+                os.close(fd)  # releases the lock
+
+    def put(self, url: str, username: str, tokens: Tokens | None) -> None:
+        with self._put_lock:
             data = self._read_all()
             if tokens is None:
                 data.pop(self.key(url, username), None)
             else:
-                entry = asdict(tokens)
-                entry["expires_at"] = tokens.expires_at.isoformat()
-                data[self.key(url, username)] = entry
+                obtained = tokens.obtained_at
+                data[self.key(url, username)] = {
+                    "access_token": tokens.access_token,
+                    "expires_at": tokens.expires_at.isoformat(),
+                    "refresh_token": tokens.refresh_token,
+                    "obtained_at": obtained.isoformat() if obtained else None,
+                }
             self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".tokens-")  # 0600
             try:
@@ -144,9 +182,19 @@ def obtain(
 ) -> Tokens:
     """A valid access token: cached if fresh, else refreshed, else signed in anew."""
     cache = cache or TokenCache()
-    cached = cache.get(url, username)
-    if cached is not None and cached.fresh() and not force_refresh:
-        return cached
+    before = cache.get(url, username)
+    if before is not None and before.fresh() and not force_refresh:
+        return before
+    with cache.renewing():
+        cached = cache.get(url, username)  # another process may just have renewed it
+        if cached is not None and cached.fresh() and (not force_refresh or cached != before):
+            return cached
+        tokens = _renew(url, username, password, cached)
+        cache.put(url, username, tokens)
+    return tokens
+
+
+def _renew(url: str, username: str, password: str, cached: Tokens | None) -> Tokens:
     client = TokenClient(url)
     try:
         tokens = None
@@ -158,8 +206,7 @@ def obtain(
         if tokens is None:
             tokens = client.create(username, password)
         if tokens.refresh_token is None and cached is not None:
-            tokens = Tokens(tokens.access_token, tokens.expires_at, cached.refresh_token)
+            tokens = dataclasses.replace(tokens, refresh_token=cached.refresh_token)
     finally:
         client.close()
-    cache.put(url, username, tokens)
     return tokens

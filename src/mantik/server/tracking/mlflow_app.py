@@ -102,6 +102,21 @@ def environment(settings: ServerSettings) -> dict[str, str]:
         # A route MLflow's auth app has no decision for is refused, not open.
         "MLFLOW_BASIC_AUTH_FAIL_CLOSED": "true",
         "MLFLOW_FLASK_SERVER_SECRET_KEY": load_or_create_secret(settings.keys_dir, "flask-secret"),
+        **_sqlite_pool(settings),
+    }
+
+
+def _sqlite_pool(settings: ServerSettings) -> dict[str, str]:
+    """On SQLite, a connection for every request thread: a request may hold two at once
+    (nested sessions), and with MLflow's 5 + 10 a burst of clients waited for each other
+    until the pool timed out. (SQLite connections are cheap; its lock orders the writers.)"""
+    uris = (settings.resolved_backend_store_uri, settings.resolved_auth_database_uri)
+    if not all(uri.startswith("sqlite") for uri in uris):
+        return {}
+    return {
+        "MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW": os.environ.get(
+            "MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW", "-1"
+        )
     }
 
 
