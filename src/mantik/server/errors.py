@@ -19,6 +19,7 @@ Hierarchy::
             ├── NotAJobAccount        the user may not run jobs on that site (no account)
             ├── InvalidSubmission     the project, its config or an image cannot run as sent
             ├── InvalidLogRequest     a log range asked for in two ways at once
+            ├── LogRemoved            the job's folder went after its retention
             ├── ImageTooLarge         an image over the platform's limit
             ├── CacheFull             the image cache has no disk space left
             └── SiteError             the compute site refused or failed

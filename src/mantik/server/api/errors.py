@@ -35,6 +35,7 @@ STATUS: dict[type[ServerError], int] = {
     identity.SignInThrottled: 429,
     compute.ComputeError: 400,
     compute.InvalidSubmission: 400,
+    compute.InvalidLogRequest: 400,
     compute.Forbidden: 403,
     compute.NotAJobAccount: 403,
     compute.ExperimentNotFound: 404,
