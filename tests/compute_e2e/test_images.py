@@ -23,6 +23,7 @@ import mantik
 from tests.compute_e2e.conftest import sign_in
 from tests.support import apptainer
 from tests.support.platform import PlatformProcess, start_platform
+from tests.support.projects import zipped
 
 MiB = 1024 * 1024
 
@@ -205,22 +206,12 @@ def test_missing_remote_image_or_unknown_digest_is_refused_without_a_run(
     answer = httpx.post(
         f"{sqlite_platform.url}/compute-backend/submit/{experiment}",
         data={"image_digest": unknown, "unicore_backend_config_path": "backend.json"},
-        files={"mlproject_zip": ("p.zip", _zip(project), "application/zip")},
+        files={"mlproject_zip": ("p.zip", zipped(project), "application/zip")},
         headers=bearer(sqlite_platform, user),
     )
     assert answer.status_code == 400
     assert f"no image with sha256 {unknown}" in answer.json()["detail"]
     assert mlflow.search_runs([experiment], run_view_type=3, output_format="list") == []
-
-
-def _zip(project: Path) -> bytes:
-    from mantik.compute.archive.pack import zip_project_to_tempfile
-
-    path = zip_project_to_tempfile(project)
-    try:
-        return path.read_bytes()
-    finally:
-        path.unlink()
 
 
 # --- limits: a platform with a 3 MiB image limit and a 5 MiB cache ----------------------
@@ -317,7 +308,7 @@ def test_image_inside_the_zip_still_runs_for_0_1_clients(
     answer = httpx.post(  # as mantik 0.1.x sends it: the image inside the project zip
         f"{sqlite_platform.url}/compute-backend/submit/{experiment}",
         data={"unicore_backend_config_path": "backend.json"},
-        files={"mlproject_zip": ("p.zip", _zip(project), "application/zip")},
+        files={"mlproject_zip": ("p.zip", zipped(project), "application/zip")},
         headers=bearer(sqlite_platform, user),
     )
     assert answer.status_code == 201, answer.text

@@ -27,6 +27,7 @@ import mantik
 from mantik.server.models import ComputeJob, utcnow
 from tests.compute_e2e.conftest import sign_in
 from tests.support.platform import PlatformProcess, start_platform, unique
+from tests.support.projects import zipped
 from tests.support.services import require_slurm
 
 _DEAD_MARK = "{host}_999999999_1"  # a pid no Linux hands out
@@ -47,16 +48,6 @@ def _bearer(platform: PlatformProcess, user: tuple[str, str]) -> dict[str, str]:
     return {"Authorization": f"Bearer {platform.access_token(user)}"}
 
 
-def _zip(project: Path) -> bytes:
-    from mantik.compute.archive.pack import zip_project_to_tempfile
-
-    path = zip_project_to_tempfile(project)
-    try:
-        return path.read_bytes()
-    finally:
-        path.unlink()
-
-
 def _post(
     platform: PlatformProcess,
     user: tuple[str, str],
@@ -67,7 +58,7 @@ def _post(
     return httpx.post(
         f"{platform.url}/compute-backend/submit/{experiment}",
         data=fields,
-        files={"mlproject_zip": ("p.zip", _zip(project), "application/zip")},
+        files={"mlproject_zip": ("p.zip", zipped(project), "application/zip")},
         headers=_bearer(platform, user),
         timeout=60,
     )
@@ -314,7 +305,7 @@ def test_a_platform_killed_while_unpacking_leaves_nothing_after_restart(
     project = make_project("true", {"ComputeSite": "local"})
     with (project / "zeros.bin").open("wb") as big:  # compresses 1000:1, unpacks for seconds
         big.truncate(1536 * 1024 * 1024)
-    archive = _zip(project)
+    archive = zipped(project)
     with start_platform(data_dir, env=env, workers=1) as first:
         user = sign_in(monkeypatch, first)
         experiment = mlflow.create_experiment("killed")

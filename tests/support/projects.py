@@ -13,6 +13,17 @@ import pytest
 DEMO = Path(__file__).parents[2] / "examples" / "demo-project"
 
 
+def zipped(project: Path) -> bytes:
+    """``project`` as the client uploads it (the bytes of its zip)."""
+    from mantik.compute.archive.pack import zip_project_to_tempfile
+
+    path = zip_project_to_tempfile(project)
+    try:
+        return path.read_bytes()
+    finally:
+        path.unlink()
+
+
 @pytest.fixture
 def demo(tmp_path: Path) -> Path:
     target = tmp_path / "demo-project"
