@@ -26,6 +26,7 @@ from mlflow.tracking import MlflowClient
 import mantik
 from mantik.server.models import ComputeJob, utcnow
 from tests.compute_e2e.conftest import sign_in
+from tests.support.offline_job import wait_for
 from tests.support.platform import PlatformProcess, start_platform, unique
 from tests.support.projects import zipped
 from tests.support.services import require_slurm
@@ -139,10 +140,7 @@ def _crash_after_the_site_answered(platform: PlatformProcess, run_id: str) -> No
 
 
 def _wait_for(check: Callable[[], bool], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.25)
+    wait_for("the platform", check, timeout, 0.25)
 
 
 def _record(platform: PlatformProcess, run_id: str) -> ComputeJob:
