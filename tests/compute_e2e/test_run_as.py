@@ -46,7 +46,7 @@ def _secrets(platform: PlatformProcess) -> list[Path]:
     return [
         data,
         data / "keys",
-        data / "keys" / "jwt-signing-key.pem",
+        data / "keys" / "mlflow-auth.ini",
         data / "mantik.db",
         data / "mlflow.db",
         data / "auth.db",

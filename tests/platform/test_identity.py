@@ -14,7 +14,6 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from mantik.server.identity import keys
 from tests.support.platform import PlatformProcess
 
 CREATE = "/api/mantik/tokens/create"
@@ -155,7 +154,7 @@ def test_forged_tokens_are_refused(sqlite_platform: PlatformProcess) -> None:
     user, password = sqlite_platform.new_user()
     issued = sign_in(sqlite_platform, (user, password))["AccessToken"]
     epoch = jwt.decode(issued, options={"verify_signature": False})["epoch"]
-    real = keys.load_or_create(sqlite_platform.data_dir / "keys")
+    real = sqlite_platform.signing_key()
     other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     wrong_signature = jwt.encode(
         _claims(sqlite_platform, user), other, algorithm="RS256", headers={"kid": real.kid}
@@ -315,9 +314,11 @@ def test_no_password_reaches_the_server_log(sqlite_platform: PlatformProcess) ->
 
 
 def test_keys_and_data_are_private(sqlite_platform: PlatformProcess) -> None:
-    key_file = Path(sqlite_platform.data_dir) / "keys" / "jwt-signing-key.pem"
-    assert key_file.stat().st_mode & 0o777 == 0o600
-    assert Path(sqlite_platform.data_dir).stat().st_mode & 0o777 == 0o700
+    # The signing keys live in mantik's database, a file only the platform may read.
+    data = Path(sqlite_platform.data_dir)
+    assert (data / "mantik.db").stat().st_mode & 0o777 == 0o600
+    assert data.stat().st_mode & 0o777 == 0o700
+    assert not [p for p in data.rglob("*.pem")]
 
 
 def test_cross_site_login_post_is_refused(sqlite_platform: PlatformProcess) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from mantik.server.platform import prepare
 from mantik.server.settings import ServerSettings
 from mantik.server.tracking import mlflow_app, route_rules
 from mantik.server.tracking.route_rules import Rule
@@ -34,7 +35,7 @@ MANTIK_PUBLIC = {
 def apps(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Any]]:
     data_dir = tmp_path_factory.mktemp("routes")
     settings = ServerSettings(data_dir=data_dir)
-    settings.keys_dir.mkdir(parents=True, exist_ok=True)
+    prepare(settings)  # mantik's stores first, as `mantik server start` does
     saved = dict(os.environ)  # building MLflow's app configures it through the environment
     # Another test module may have imported MLflow's auth app with its defaults: the app
     # is built from a fresh import, as in a platform worker.

@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 
 from mantik.server.compute.service import ComputeService
+from mantik.server.identity.keys import SigningKey
 from mantik.server.identity.service import IdentityService
 from mantik.server.platform import build
 from mantik.server.settings import ServerSettings
@@ -111,6 +112,10 @@ class PlatformProcess:
         client = httpx.Client(base_url=self.url, headers=headers)
         self.clients.append(client)
         return client
+
+    def signing_key(self) -> SigningKey:
+        """The key the platform signs tokens with now."""
+        return self._identity().tokens.keys.signing_key()
 
     def session_cookie(self, user: tuple[str, str]) -> str:
         """The browser session cookie a sign-in at /login sets."""

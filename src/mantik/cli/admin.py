@@ -1,4 +1,5 @@
-"""``mantik admin users …``: accounts are created by administrators only."""
+"""``mantik admin users …``: accounts are created by administrators only; ``keys``: see
+:mod:`.admin_keys`."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from mantik.cli import _server_options as opts
+from mantik.cli import admin_keys
 from mantik.cli._output import fail, out
 
 if TYPE_CHECKING:
@@ -20,6 +22,7 @@ if TYPE_CHECKING:
 app = typer.Typer(help="Administer the platform (runs on the platform host).", no_args_is_help=True)
 users = typer.Typer(help="Create and manage user accounts.", no_args_is_help=True)
 app.add_typer(users, name="users")
+app.add_typer(admin_keys.app, name="keys")
 
 Username = Annotated[str, typer.Argument(help="The account name.")]
 TempPassword = Annotated[

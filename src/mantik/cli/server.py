@@ -66,10 +66,10 @@ def start(
     if refusal is not None:
         fail(refusal)
     if settings.signing_key_file is not None:  # a clear refusal, before any worker starts
-        from mantik.server.identity.keys import UnsafeKeyFile, load_or_create
+        from mantik.server.identity.keys import UnsafeKeyFile, load_key_file
 
         try:
-            load_or_create(settings.keys_dir, settings.signing_key_file)
+            load_key_file(settings.signing_key_file)
         except (UnsafeKeyFile, OSError, ValueError) as exc:
             fail(f"--signing-key-file: {exc}")
     from mantik.server.launcher import serve

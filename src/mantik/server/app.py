@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mantik import _mlflow_internals as mlflow_internals
 from mantik._version import __version__
+from mantik.server import change_stamp
 from mantik.server.api import compute, errors, identity, images, pages
 from mantik.server.compute.poller import start_background as start_poller
 from mantik.server.compute.service import ComputeService
@@ -40,7 +41,7 @@ def create_mantik_api(platform: Platform, platform_compute: ComputeService) -> F
     )
     api.state.settings = platform.settings
     api.state.identity = platform.identity
-    api.state.signing_key = platform.signing_key
+    api.state.keyring = platform.keyring
     api.state.tokens = platform.tokens
     api.state.compute = platform_compute
     errors.install_handlers(api)
@@ -140,11 +141,12 @@ def create_app(settings: ServerSettings | None = None) -> Any:
     platform = build(settings)
     mlflow = mlflow_app.create_mlflow_app(settings)
     authorization.install(_gate(platform))
-    auth_cache.install(settings.auth_cache_seconds, settings.auth_cache_stamp)
-    service = ComputeService(settings, platform.db, platform.tokens, platform.identity)
-    start_poller(
-        service, settings.data_dir / "poller.lock", settings.poll_seconds, settings.sweep_seconds
+    auth_cache.install(
+        settings.auth_cache_seconds,
+        change_stamp.for_engine(platform.db.engine, "auth-cache", settings.auth_cache_stamp),
     )
+    service = ComputeService(settings, platform.db, platform.tokens, platform.identity)
+    start_poller(service, service.locks, settings.poll_seconds, settings.sweep_seconds)
     api = create_mantik_api(platform, service)
     # Images are streamed to disk under their own limit (max_image_bytes, see api/images.py).
     uploads = errors.BodyLimit(api, settings.max_upload_bytes, exempt=(images.PREFIX,))

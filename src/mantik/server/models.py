@@ -171,3 +171,35 @@ class OfflineItem(Base):
     local_key: Mapped[str] = mapped_column(String(1024), primary_key=True)
     central_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     fingerprint: Mapped[str | None] = mapped_column(String(255), nullable=True)
+
+
+class ChangeStampRow(Base):
+    """Shared change counters of replicas on one database (see change_stamp)."""
+
+    __tablename__ = "mantik_change_stamps"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class SigningKeyRow(Base):
+    """The platform's JWT signing keys: the newest unretired one signs; every key whose
+    tokens may still be alive verifies and is published (JWKS)."""
+
+    __tablename__ = "mantik_signing_keys"
+
+    kid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    private_key_pem: Mapped[str] = mapped_column(String(8192))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # When it stopped signing (a rotation), and when the last token it signed expires.
+    retired_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class SharedSecret(Base):
+    """Random secrets every replica must share (e.g. the Flask session key)."""
+
+    __tablename__ = "mantik_shared_secrets"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(512))

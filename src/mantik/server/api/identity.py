@@ -85,5 +85,5 @@ def health() -> dict[str, str]:
 
 @router.get("/.well-known/jwks.json")
 def jwks(request: Request) -> dict[str, Any]:
-    keys: dict[str, Any] = request.app.state.signing_key.jwks()
+    keys: dict[str, Any] = request.app.state.keyring.jwks()
     return keys

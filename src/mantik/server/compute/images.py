@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import fcntl
 import hashlib
 import os
 import re
@@ -24,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mantik.server.compute.errors import CacheFull, ImageTooLarge, InvalidSubmission
+from mantik.server.coordination import Locks
 
 SUFFIX = ".sif"
 _DIGEST = re.compile(r"[0-9a-f]{64}")
@@ -97,8 +97,11 @@ class _Upload:
 class ImageCache:
     """The images held for one site. ``in_use`` returns the digests of unfinished jobs."""
 
-    def __init__(self, root: Path, limit: int, in_use: Callable[[], set[str]]) -> None:
+    def __init__(
+        self, root: Path, limit: int, in_use: Callable[[], set[str]], locks: Locks
+    ) -> None:
         self.root = root
+        self._locks = locks
         self.limit = limit
         self._in_use = in_use
         self._incoming = root / ".incoming"
@@ -108,12 +111,12 @@ class ImageCache:
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
-        """Across workers: no image is evicted between being found and being touched."""
+        """Across workers and replicas: no image is evicted between being found and being
+        touched."""
         if not self.root.is_dir():
             self.root.mkdir(parents=True, exist_ok=True)
             self.root.chmod(0o711)  # jobs under their accounts open images by name, list none
-        with (self.root / ".lock").open("a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
+        with self._locks.hold(f"images:{self.root}"):
             yield
 
     def use(self, digest: str) -> Path | None:

@@ -1,19 +1,21 @@
 """Keeps MLflow runs in step with their jobs: one scheduler query per site per cycle, each
 observation applied by :mod:`.lifecycle`.
 
-Exactly one worker polls (an flock on ``data_dir/poller.lock``); if it dies, another takes
-over. Job records live in the database, so a restarted platform picks up where it left off.
+Each site is polled by exactly one worker of all replicas: the holder of the site's lease
+(:mod:`mantik.server.coordination`); the sweep has a lease of its own. When a holder dies,
+another worker takes its leases over within a poll interval or two. Job records live in the
+database, so a restarted platform picks up where it left off.
 """
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import math
 import os
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Collection
 from pathlib import Path
 
 from sqlalchemy import select
@@ -22,6 +24,7 @@ from mantik.compute.states import JobState
 from mantik.server.compute.errors import SiteError
 from mantik.server.compute.jobs import TrackedJob
 from mantik.server.compute.service import ComputeService
+from mantik.server.coordination import Lease, Locks
 from mantik.server.models import ComputeJob
 
 log = logging.getLogger("mantik.poller")
@@ -34,13 +37,16 @@ class Poller:
         self.lifecycle = service.lifecycle
         self.offline = service.offline
 
-    def poll_once(self) -> None:
-        self.service.reconciler.handovers()
+    def poll_once(self, sites: Collection[str] | None = None) -> None:
+        """One cycle over ``sites`` (default: all of them)."""
+        self.service.reconciler.handovers(sites)
         with self.service.db.session() as session:
             active = [
                 job
                 for job in session.scalars(select(ComputeJob))
-                if not JobState(job.state).terminal and job.job_id
+                if not JobState(job.state).terminal
+                and job.job_id
+                and (sites is None or job.site in sites)
             ]
         by_site: dict[str, list[ComputeJob]] = defaultdict(list)
         for job in active:
@@ -60,35 +66,61 @@ class Poller:
                 seen = observed.get(str(job.job_id)) or self.lifecycle.self_reported(job)
                 if seen is not None:
                     self.lifecycle.apply(job, seen)
-        self.offline.sync_active()  # snapshots of offline jobs into their runs
+        self.offline.sync_active(sites)  # snapshots of offline jobs into their runs
+
+
+SWEEP_LEASE = "sweep"
+
+
+def site_lease(site: str) -> str:
+    return f"poll:{site}"
+
+
+class Leases:
+    """The leases this worker tries to hold: one per site, and the sweep's."""
+
+    def __init__(self, locks: Locks, sites: Collection[str]) -> None:
+        self._leases: dict[str, Lease] = {name: locks.lease(site_lease(name)) for name in sites}
+        self._sweep = locks.lease(SWEEP_LEASE)
+        self._held: set[str] = set()
+
+    def renew(self) -> tuple[set[str], bool]:
+        """The sites this worker polls now, and whether it sweeps."""
+        for site, lease in self._leases.items():
+            if site in self._held and not lease.held():
+                log.warning("lost the lease of site %s; another worker polls it", site)
+                self._held.discard(site)
+            if site not in self._held and lease.acquire():
+                log.info("polling site %s (pid %d)", site, os.getpid())
+                self._held.add(site)
+        sweeping = self._sweep.held() or self._sweep.acquire()
+        return set(self._held), sweeping
 
 
 def start_background(
-    service: ComputeService, lock_path: Path, interval: float, sweep_every: float
+    service: ComputeService, locks: Locks, interval: float, sweep_every: float
 ) -> None:
-    """Run the poller in a daemon thread of whichever worker holds ``lock_path``; it also
-    sweeps crash leftovers when it takes the lock and every ``sweep_every`` seconds."""
+    """Poll, in a daemon thread, the sites whose leases this worker holds (asking for the
+    others every cycle); sweep crash leftovers on taking the sweep lease and every
+    ``sweep_every`` seconds while holding it."""
 
     poller = Poller(service)
+    leases = Leases(locks, list(service.sites))
 
     def loop() -> None:
-        lock_path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
         stop = threading.Event()
-        while not stop.is_set():
+        swept = -math.inf
+        while not stop.wait(interval):
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                stop.wait(interval * 5)  # another worker polls
-                continue
-            swept = -math.inf
-            while not stop.wait(interval):
-                if time.monotonic() - swept >= sweep_every:
+                sites, sweeping = leases.renew()
+                if not sweeping:
+                    swept = -math.inf  # sweep at once when the lease comes to us
+                elif time.monotonic() - swept >= sweep_every:
                     service.reconciler.sweep()
                     swept = time.monotonic()
-                try:
-                    poller.poll_once()
-                except Exception:
-                    log.exception("poll cycle failed")
+                if sites:
+                    poller.poll_once(sites)
+            except Exception:
+                log.exception("poll cycle failed")
 
     threading.Thread(target=loop, name="mantik-poller", daemon=True).start()

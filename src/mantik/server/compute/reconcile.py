@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Collection
 from datetime import timedelta
 from pathlib import Path
 
@@ -64,10 +65,13 @@ class Reconciler:
 
     # --- hand-overs ----------------------------------------------------------------------
 
-    def handovers(self) -> None:
-        """Adopt or end the records of hand-overs whose worker is gone."""
+    def handovers(self, sites: Collection[str] | None = None) -> None:
+        """Adopt or end the records of hand-overs whose worker is gone (on ``sites``)."""
+        query = select(ComputeJob).where(ComputeJob.job_id.is_(None))
+        if sites is not None:
+            query = query.where(ComputeJob.site.in_(list(sites)))
         with self.db.session() as session:
-            rows = list(session.scalars(select(ComputeJob).where(ComputeJob.job_id.is_(None))))
+            rows = list(session.scalars(query))
         now = utcnow()
         for job in rows:
             age = (now - job.submitted_at).total_seconds()

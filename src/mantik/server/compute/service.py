@@ -14,6 +14,7 @@ from sqlalchemy import select
 from mantik.compute.config.model import BackendConfig
 from mantik.compute.config.units import unicore_runtime
 from mantik.compute.states import JobState
+from mantik.server import coordination
 from mantik.server.compute.accounts import folders
 from mantik.server.compute.accounts.identity import JobIdentity
 from mantik.server.compute.accounts.policy import RunAs
@@ -66,8 +67,9 @@ class ComputeService:
         self.runs = RunStore(settings)
         self.sites = Sites.configured(settings)
         self.run_as = RunAs(db, settings.job_uids)
+        self.locks = coordination.for_engine(db.engine, settings.data_dir)
         scratch = settings.data_dir / "offline-sync"
-        self.offline = OfflineSyncer(db, self.runs, self.sites, scratch)
+        self.offline = OfflineSyncer(db, self.runs, self.sites, scratch, self.locks)
         self.lifecycle = Lifecycle(db, self.runs, identity, self.offline)
         self.reconciler = Reconciler(settings, db, self.runs, self.sites, self.lifecycle)
         self.handover = HandOver(settings, db, tokens, identity, self.sites, self.runs)
@@ -125,6 +127,7 @@ class ComputeService:
             self.sites.image_cache_dir(site),
             self.settings.image_cache_bytes,
             lambda: images_in_use(self.db, site.name),
+            self.locks,
         )
 
     # --- submission ----------------------------------------------------------------------

@@ -1,4 +1,6 @@
-"""The platform's JWT signing key: RSA, kept in ``data_dir/keys`` (0600), published as JWKS."""
+"""An RSA JWT signing key (published as JWK), the admin's own key file, and secret files.
+
+Where the platform keeps its keys: :mod:`.keyring`."""
 
 from __future__ import annotations
 
@@ -27,9 +29,6 @@ class SigningKey:
         jwk.update(kid=self.kid, use="sig", alg=ALGORITHM)
         return jwk
 
-    def jwks(self) -> dict[str, Any]:
-        return {"keys": [self.jwk()]}
-
 
 def _thumbprint(public_key: rsa.RSAPublicKey) -> str:
     """RFC 7638 JWK thumbprint: a stable key id derived from the key itself."""
@@ -56,41 +55,19 @@ class UnsafeKeyFile(Exception):
     """The signing key file is readable by others than its owner."""
 
 
-def load_or_create(keys_dir: Path, key_file: Path | None = None) -> SigningKey:
-    """The key in ``key_file`` (the admin's, e.g. outside the data dir; it must exist and be
-    readable by its owner only), else in ``keys_dir`` (created on first start)."""
-    if key_file is not None:
-        mode = key_file.stat().st_mode
-        if mode & 0o077:
-            raise UnsafeKeyFile(
-                f"the signing key file {key_file} has mode {mode & 0o777:04o}; "
-                f"only its owner may read it: chmod 600 {key_file}"
-            )
-        return _load(key_file)
-    path = keys_dir / _KEY_FILE
-    if not path.exists():
-        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        pem = key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
+def load_key_file(key_file: Path) -> SigningKey:
+    """The admin's key (e.g. outside the data dir): readable by its owner only."""
+    mode = key_file.stat().st_mode
+    if mode & 0o077:
+        raise UnsafeKeyFile(
+            f"the signing key file {key_file} has mode {mode & 0o777:04o}; "
+            f"only its owner may read it: chmod 600 {key_file}"
         )
-        write_secret_file(path, pem)
-    return _load(path)
+    return from_pem(key_file.read_bytes())
 
 
-def _load(path: Path) -> SigningKey:
-    loaded = serialization.load_pem_private_key(path.read_bytes(), password=None)
+def from_pem(pem: bytes) -> SigningKey:
+    loaded = serialization.load_pem_private_key(pem, password=None)
     if not isinstance(loaded, rsa.RSAPrivateKey):
-        raise ValueError(f"{path} does not hold an RSA private key")
+        raise ValueError("not an RSA private key")
     return SigningKey(loaded)
-
-
-def load_or_create_secret(keys_dir: Path, name: str) -> str:
-    """A random secret shared by all workers (e.g. Flask's session key)."""
-    import secrets
-
-    path = keys_dir / name
-    if not path.exists():
-        write_secret_file(path, secrets.token_urlsafe(48).encode())
-    return path.read_text().strip()

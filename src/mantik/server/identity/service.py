@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from mantik.server.change_stamp import ChangeStamp
+from mantik.server import change_stamp
 from mantik.server.db import Database
 from mantik.server.identity import errors, passwords
 from mantik.server.identity.throttle import SignInThrottle
@@ -80,8 +80,9 @@ class IdentityService:
         self.throttle = SignInThrottle(
             settings.max_failed_logins, timedelta(minutes=settings.lockout_minutes)
         )
-        # Every worker's token checks read this before trusting their cached account states.
-        self.changes = ChangeStamp(settings.identity_stamp)
+        # Every worker's token checks read this before trusting what they cached of accounts
+        # and tokens (a sign-out, a disabled account), on every replica.
+        self.changes = change_stamp.for_engine(db.engine, "identity", settings.identity_stamp)
 
     # --- sign-in and tokens -------------------------------------------------------------
 
@@ -172,6 +173,7 @@ class IdentityService:
                 session.add(
                     RevokedToken(jti=token_id, expires_at=datetime.fromtimestamp(expires_at, UTC))
                 )
+        self.changes.bump()
 
     def is_revoked(self, token_id: str) -> bool:
         with self.db.session() as session:

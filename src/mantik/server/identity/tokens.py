@@ -11,7 +11,8 @@ from typing import Any, Literal
 
 import jwt
 
-from mantik.server.identity.keys import ALGORITHM, SigningKey
+from mantik.server.identity.keyring import KeyRing
+from mantik.server.identity.keys import ALGORITHM
 
 AUDIENCE = "mantik"
 TokenKind = Literal["access", "session", "job"]
@@ -36,8 +37,8 @@ class Principal:
 
 
 class TokenService:
-    def __init__(self, key: SigningKey, issuer: str) -> None:
-        self._key = key
+    def __init__(self, keys: KeyRing, issuer: str) -> None:
+        self.keys = keys
         self.issuer = issuer
 
     def issue(
@@ -64,19 +65,20 @@ class TokenService:
         }
         if epoch is not None:
             payload["epoch"] = epoch
-        token = jwt.encode(
-            payload, self._key.private_key, algorithm=ALGORITHM, headers={"kid": self._key.kid}
-        )
+        key = self.keys.signing_key()
+        token = jwt.encode(payload, key.private_key, algorithm=ALGORITHM, headers={"kid": key.kid})
         return token, float(expires)
 
     def verify(self, token: str) -> Principal:
         try:
             header = jwt.get_unverified_header(token)
-            if header.get("kid") != self._key.kid:
+            kid = header.get("kid")
+            key = self.keys.verification_key(kid) if isinstance(kid, str) else None
+            if key is None:
                 raise InvalidToken("Token was signed by an unknown key")
             claims = jwt.decode(
                 token,
-                self._key.public_key,
+                key.public_key,
                 algorithms=[ALGORITHM],
                 audience=AUDIENCE,
                 issuer=self.issuer,

@@ -5,7 +5,7 @@ experiment, and loads the caller's user row for the admin check: two queries per
 that dominate the cost of ``log_metric`` behind auth. A run never changes experiment, so
 that mapping is cached for good; user rows (the admin flag) for ``ttl`` seconds, role
 grants for at most 10 s — and neither beyond a change of users or permissions in any
-worker (a stamp file in the data dir, bumped by every such change).
+worker or replica (a change stamp, bumped by every such change: see change_stamp).
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import inspect
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from mantik import _mlflow_internals as mlflow_internals
@@ -27,14 +26,13 @@ _GRANTS_TTL = 10.0
 READS = ("get_", "list_", "has_", "is_", "user_has_", "authenticate_")
 
 
-def install(ttl: float, stamp_path: Path) -> None:
+def install(ttl: float, stamp: ChangeStamp) -> None:
     mlflow_internals.wrap_run_requirement(_remembering_experiments)
     mlflow_internals.replace_validator("validate_can_log_batch", _log_batch_check)
     if ttl <= 0:
         return
     store: Any = mlflow_internals.permission_store()
     lock = threading.Lock()
-    stamp = ChangeStamp(stamp_path)
     users: dict[Any, tuple[Any, float, int]] = {}
     store.get_user = _expiring(store.get_user, lambda username: username, ttl, users, lock, stamp)
     # Role grants, read once per request for every permission decision. A change made

@@ -49,20 +49,24 @@ class AuthGate:
         self._is_revoked = is_revoked
         self._ensure_mlflow_user = ensure_mlflow_user
         self._ttl = cache_seconds
-        self._verified: dict[str, tuple[Principal, float]] = {}
+        self._verified: dict[str, tuple[Principal, float, int]] = {}
         self._accounts: dict[str, tuple[AccountState | None, float, int]] = {}
         self._known_mlflow_users: set[str] = set()
         self._lock = threading.Lock()
 
     def principal(self, token: str) -> Principal:
         now = time.time()
+        # Read before the lookups below: a sign-out or account change made meanwhile, at any
+        # worker or replica, ends what they answer at the next request.
+        changed = self._account_changes.read()
         cached = self._verified.get(token)
-        if cached is not None and cached[1] > now and cached[0].expires_at > now:
+        if (
+            cached is not None
+            and cached[1] > now
+            and cached[0].expires_at > now
+            and cached[2] == changed
+        ):
             principal = cached[0]
-            # Browser sessions end at sign-out on every worker at once; the UI's request
-            # rate makes this lookup cheap, unlike API clients that log metrics in loops.
-            if principal.kind == "session" and self._is_revoked(principal.token_id):
-                raise InvalidToken("Token has been revoked")
         else:
             principal = self._tokens.verify(token)
             if self._is_revoked(principal.token_id):
@@ -72,8 +76,8 @@ class AuthGate:
             with self._lock:
                 if len(self._verified) >= _MAX_CACHE:
                     self._verified.clear()
-                self._verified[token] = (principal, now + ttl)
-        account = self._account(principal.username, now)
+                self._verified[token] = (principal, now + ttl, changed)
+        account = self._account(principal.username, now, changed)
         if account is None or not account.active:
             raise InvalidToken("Token is invalid: the account is disabled or unknown")
         if principal.kind != "job" and principal.epoch < account.token_epoch:
@@ -86,8 +90,7 @@ class AuthGate:
             self._known_mlflow_users.add(principal.username)
         return principal
 
-    def _account(self, username: str, now: float) -> AccountState | None:
-        changed = self._account_changes.read()  # before the query: see auth_cache
+    def _account(self, username: str, now: float, changed: int) -> AccountState | None:
         cached = self._accounts.get(username)
         if cached is not None and cached[1] > now and cached[2] == changed:
             return cached[0]

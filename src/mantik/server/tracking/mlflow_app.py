@@ -16,8 +16,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from mantik import _mlflow_internals as mlflow_internals
-from mantik.server.identity.keys import load_or_create_secret, write_secret_file
+from mantik.server.db import Database
+from mantik.server.identity.keys import write_secret_file
 from mantik.server.settings import ServerSettings
+from mantik.server.shared_secrets import shared_secret
 from mantik.server.tracking import prompt_grants, trace_writes
 
 AUTH_FUNCTION = "mantik.server.tracking.authorization:authorize"
@@ -101,9 +103,17 @@ def environment(settings: ServerSettings) -> dict[str, str]:
         "MLFLOW_AUTH_CONFIG_PATH": auth_config_path(settings),
         # A route MLflow's auth app has no decision for is refused, not open.
         "MLFLOW_BASIC_AUTH_FAIL_CLOSED": "true",
-        "MLFLOW_FLASK_SERVER_SECRET_KEY": load_or_create_secret(settings.keys_dir, "flask-secret"),
+        "MLFLOW_FLASK_SERVER_SECRET_KEY": _flask_secret(settings),
         **_sqlite_pool(settings),
     }
+
+
+def _flask_secret(settings: ServerSettings) -> str:
+    db = Database(settings.resolved_database_uri)
+    try:
+        return shared_secret(db, "flask-secret")
+    finally:
+        db.engine.dispose()
 
 
 def _sqlite_pool(settings: ServerSettings) -> dict[str, str]:

@@ -20,11 +20,10 @@ server-side MlflowClient, what the central run lacks:
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
-import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Collection
+from contextlib import AbstractContextManager
 from datetime import timedelta
 from pathlib import Path
 
@@ -38,6 +37,7 @@ from mantik.server.compute.offline.local_store import open_snapshot
 from mantik.server.compute.offline.marks import SyncState
 from mantik.server.compute.offline.ports import CentralRuns, SessionSource, SiteFolders
 from mantik.server.compute.offline.push import JobSync
+from mantik.server.coordination import FileLocks, Locks
 from mantik.server.models import ComputeJob, OfflineSync, utcnow
 
 log = logging.getLogger("mantik.offline")
@@ -49,9 +49,16 @@ class OfflineSyncer:
     """Syncs offline jobs; ``scratch``: a private folder for snapshot copies and locks."""
 
     def __init__(
-        self, db: SessionSource, runs: CentralRuns, sites: SiteFolders, scratch: Path
+        self,
+        db: SessionSource,
+        runs: CentralRuns,
+        sites: SiteFolders,
+        scratch: Path,
+        locks: Locks | None = None,
     ) -> None:
         self.db = db
+        # One sync per run at a time, across workers and replicas.
+        self.locks = locks or FileLocks(scratch / "locks")
         self.runs = runs
         self.client = runs.client
         self.sites = sites
@@ -59,8 +66,9 @@ class OfflineSyncer:
 
     # --- entry points --------------------------------------------------------------------
 
-    def sync_active(self) -> None:
-        """One cycle: every running job, and ended ones whose final sync is still due."""
+    def sync_active(self, sites: Collection[str] | None = None) -> None:
+        """One cycle: every running job (on ``sites``), and ended ones whose final sync is
+        still due."""
         since = utcnow() - _RETRY_FINAL
         with self.db.session() as session:
             due = set(
@@ -74,6 +82,7 @@ class OfflineSyncer:
                 job
                 for job in session.scalars(select(ComputeJob).where(ComputeJob.job_id.is_not(None)))
                 if job.site in self.sites  # a site the admin removed: nothing to read
+                and (sites is None or job.site in sites)
                 and (
                     not JobState(job.state).terminal
                     or (job.run_id in due and job.updated_at > since)
@@ -156,17 +165,5 @@ class OfflineSyncer:
         self.runs.set_tags(state.run_id, {"mantik.tracking": mode})
         return state.record_mode(mode)
 
-    @contextlib.contextmanager
-    def _lock(self, run_id: str, wait: bool) -> Iterator[bool]:
-        """One sync per run at a time, across the platform's workers."""
-        self.scratch.mkdir(parents=True, exist_ok=True)
-        descriptor = os.open(self.scratch / f"{run_id}.lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            try:
-                fcntl.flock(descriptor, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-            except BlockingIOError:
-                yield False
-                return
-            yield True
-        finally:
-            os.close(descriptor)
+    def _lock(self, run_id: str, wait: bool) -> AbstractContextManager[bool]:
+        return self.locks.hold(f"sync:{run_id}", wait=wait)
