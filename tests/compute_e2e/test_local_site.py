@@ -121,7 +121,7 @@ def test_no_secret_reaches_the_job(
     assert client.wait(submitted.run_id, timeout=120, interval=0.5).run_status == "FINISHED"
     log = client.get_logs(submitted.run_id)
     assert "MLFLOW_RUN_ID=" + submitted.run_id in log  # the job really saw its environment
-    flask_secret = (sqlite_platform.data_dir / "keys" / "flask-secret").read_text().strip()
+    flask_secret = sqlite_platform.shared_secret("flask-secret")
     secrets = [password, "unicore-Secret-9", flask_secret, "MLFLOW_FLASK_SERVER_SECRET_KEY"]
     workdir = sqlite_platform.jobs_dir / "local" / submitted.run_id
     files = [p for p in workdir.rglob("*") if p.is_file() and p.name != "job-token"]

@@ -25,6 +25,7 @@ from mantik.server.compute.service import ComputeService
 from mantik.server.identity.keys import SigningKey
 from mantik.server.identity.service import IdentityService
 from mantik.server.platform import build
+from mantik.server import shared_secrets
 from mantik.server.settings import ServerSettings
 from mantik.server.tracking import mlflow_app
 from tests.support import accounts
@@ -116,6 +117,10 @@ class PlatformProcess:
     def signing_key(self) -> SigningKey:
         """The key the platform signs tokens with now."""
         return self._identity().tokens.keys.signing_key()
+
+    def shared_secret(self, name: str) -> str:
+        """A secret the platform keeps in its database (e.g. Flask's "flask-secret")."""
+        return shared_secrets.shared_secret(build(self.settings()).db, name)
 
     def session_cookie(self, user: tuple[str, str]) -> str:
         """The browser session cookie a sign-in at /login sets."""

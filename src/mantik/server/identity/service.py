@@ -107,6 +107,7 @@ class IdentityService:
                 # A rotated token came back: someone holds a copy. End the whole family.
                 self._revoke_family(session, row.family, now)
                 session.commit()  # the revocation must stick although we raise
+                self.changes.bump()
                 raise errors.InvalidRefreshToken(
                     "Refresh token is invalid: it was already used; sign in again."
                 )
@@ -129,6 +130,7 @@ class IdentityService:
                 session.rollback()
                 self._revoke_family(session, row.family, now)
                 session.commit()
+                self.changes.bump()
                 raise errors.InvalidRefreshToken(
                     "Refresh token is invalid: it was already used; sign in again."
                 )
@@ -138,6 +140,7 @@ class IdentityService:
         with self.db.session() as session:
             row, _ = self._refresh_row(session, username, refresh_token)
             self._revoke_family(session, row.family, utcnow())
+        self.changes.bump()
 
     def change_password(self, username: str, password: str, new_password: str, client: str) -> None:
         _checked_password(new_password)
@@ -175,9 +178,12 @@ class IdentityService:
                 )
         self.changes.bump()
 
-    def is_revoked(self, token_id: str) -> bool:
+    def is_revoked(self, *token_ids: str | None) -> bool:
+        """Whether any of a token's ids (its own, its sign-in's) was ended."""
+        ids = [i for i in token_ids if i]
         with self.db.session() as session:
-            return session.get(RevokedToken, token_id) is not None
+            query = select(RevokedToken.jti).where(RevokedToken.jti.in_(ids)).limit(1)
+            return session.scalar(query) is not None
 
     def account_state(self, username: str) -> AccountState | None:
         """None for an unknown user."""
@@ -274,6 +280,7 @@ class IdentityService:
             "access",
             self.settings.access_token_minutes * 60,
             epoch=user.token_epoch,
+            sid=family,  # signing out ends this token too
         )
         refresh, refresh_hash = new_refresh_token()
         session.add(
@@ -313,10 +320,14 @@ class IdentityService:
             .values(revoked_at=utcnow())
         )
 
-    @staticmethod
-    def _revoke_family(session: Session, family: str, now: datetime) -> None:
+    def _revoke_family(self, session: Session, family: str, now: datetime) -> None:
+        """End a sign-in: its refresh tokens, and the access tokens issued from it (they
+        name it as ``sid``). The caller bumps :attr:`changes` once this is committed."""
         session.execute(
             update(RefreshToken)
             .where(RefreshToken.family == family, RefreshToken.revoked_at.is_(None))
             .values(revoked_at=now)
         )
+        if session.get(RevokedToken, family) is None:
+            lifetime = timedelta(minutes=self.settings.access_token_minutes)
+            session.add(RevokedToken(jti=family, expires_at=now + lifetime))

@@ -34,6 +34,8 @@ class Principal:
     experiment_id: str | None = None
     # The account's token epoch at issue (IdentityService._end_sessions); 0 before it existed.
     epoch: int = 0
+    # The sign-in an access token came from: signing out (revoking it) ends the token.
+    session_id: str | None = None
 
 
 class TokenService:
@@ -103,6 +105,7 @@ class TokenService:
             run_id=claims.get("run_id"),
             experiment_id=claims.get("experiment_id"),
             epoch=epoch,
+            session_id=claims.get("sid") if isinstance(claims.get("sid"), str) else None,
         )
 
 

@@ -39,7 +39,7 @@ class AuthGate:
         tokens: TokenService,
         account_state: Callable[[str], AccountState | None],
         account_changes: ChangeStamp,
-        is_revoked: Callable[[str], bool],
+        is_revoked: Callable[..., bool],
         ensure_mlflow_user: Callable[[str], None],
         cache_seconds: float,
     ) -> None:
@@ -69,7 +69,7 @@ class AuthGate:
             principal = cached[0]
         else:
             principal = self._tokens.verify(token)
-            if self._is_revoked(principal.token_id):
+            if self._is_revoked(principal.token_id, principal.session_id):
                 raise InvalidToken("Token has been revoked")
             # Job tokens are revoked when their job ends: look again sooner.
             ttl = min(self._ttl, _JOB_TOKEN_RECHECK) if principal.kind == "job" else self._ttl
