@@ -109,3 +109,26 @@ def test_parallel_refreshes_rotate_once(platform: PlatformProcess) -> None:
     assert (
         post(sqlite_platform, CREATE, {"username": user[0], "password": user[1]}).status_code == 201
     )
+
+
+def test_signing_out_ends_that_sign_ins_access_token(
+    sqlite_platform: PlatformProcess, signed_in: dict[str, str]
+) -> None:
+    """Before, a revoked refresh token left its access token working for its 60 minutes."""
+    other = sign_in(sqlite_platform, (signed_in["username"], signed_in["password"]))
+    revoked = post(
+        sqlite_platform,
+        "/api/mantik/tokens/revoke",
+        {"username": signed_in["username"], "refresh_token": signed_in["RefreshToken"]},
+    )
+    assert revoked.status_code == 204, revoked.text
+    assert _answers(sqlite_platform, signed_in["AccessToken"], signed_in["cookie"]) == {200, 401}
+    for _ in range(TRIES):
+        bearer = httpx.get(
+            sqlite_platform.url + SEARCH,
+            params={"max_results": 1},
+            headers={"Authorization": f"Bearer {signed_in['AccessToken']}"},
+        )
+        assert bearer.status_code == 401
+    # The user's other sign-in (another device) is not touched.
+    assert _answers(sqlite_platform, other["AccessToken"], signed_in["cookie"]) == {200}
