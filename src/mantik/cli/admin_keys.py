@@ -60,10 +60,11 @@ def list_(
         return
     from rich.table import Table
 
-    table = Table("key id", "state", "created", "retired", "verifies until")
+    table = Table("state", "created", "retired", "verifies until")
+    table.add_column("key id", no_wrap=True)  # copied whole into `jwt` tools and tickets
     for k in keys:
         table.add_row(
-            k.kid, _state(k), _when(k.created_at), _when(k.retired_at), _when(k.expires_at)
+            _state(k), _when(k.created_at), _when(k.retired_at), _when(k.expires_at), k.kid
         )
     out.print(table)
 

@@ -15,7 +15,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mantik import _mlflow_internals as mlflow_internals
 from mantik._version import __version__
-from mantik.server import change_stamp
+from mantik.server import change_stamp, logs
 from mantik.server.api import compute, errors, identity, images, pages
 from mantik.server.compute.poller import start_background as start_poller
 from mantik.server.compute.service import ComputeService
@@ -137,6 +137,7 @@ def _gate(platform: Platform) -> authorization.AuthGate:
 def create_app(settings: ServerSettings | None = None) -> Any:
     """The ASGI app of one worker (uvicorn ``--factory`` target)."""
     end_with_supervisor()
+    logs.install()
     settings = settings or ServerSettings()
     platform = build(settings)
     mlflow = mlflow_app.create_mlflow_app(settings)
