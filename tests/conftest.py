@@ -10,6 +10,7 @@ import pytest
 
 from tests.support.platform import PlatformProcess, start_platform
 from tests.support.projects import demo, make_project  # noqa: F401 (fixtures)
+from tests.support.s3 import S3Store, start_seaweedfs
 from tests.support.services import postgres_uris
 
 _CLIENT_ENV = (
@@ -77,3 +78,11 @@ def sqlite_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platfo
     """One SQLite platform for tests that need not run on both databases."""
     with start_platform(tmp_path_factory.mktemp("platform-one")) as process:
         yield process
+
+
+@pytest.fixture(scope="session")
+def s3_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Store]:
+    """One real S3 store (SeaweedFS on loopback) for the session; platforms on it use
+    ``s3_store.env()`` and a destination of their own under its bucket."""
+    with start_seaweedfs(tmp_path_factory.mktemp("s3")) as store:
+        yield store
