@@ -21,11 +21,11 @@ from typing import Any
 
 import httpx
 
+from mantik.server import shared_secrets
 from mantik.server.compute.service import ComputeService
 from mantik.server.identity.keys import SigningKey
 from mantik.server.identity.service import IdentityService
 from mantik.server.platform import build
-from mantik.server import shared_secrets
 from mantik.server.settings import ServerSettings
 from mantik.server.tracking import mlflow_app
 from tests.support import accounts
