@@ -35,5 +35,6 @@ PARTS: dict[int, Part] = {
         Part(3, "images", "bench.images:run"),
         Part(4, "offline", "bench.offline:run"),
         Part(5, "ssh", "bench.ssh:run"),
+        Part(6, "load", "bench.load:run"),
     )
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install the Debian packages the test suite needs: a real SLURM (+ munge), Chromium for the
 # Playwright browser tests, PostgreSQL server binaries (scripts/postgres.sh), sudo (jobs as
-# their users' accounts) and OpenSSH's server (SLURM over SSH).
+# their users' accounts), OpenSSH's server (SLURM over SSH) and HAProxy (replicas behind a load
+# balancer).
 #
 # Idempotent and cheap: everything is checked locally first (dpkg / the binaries), so a
 # second run touches neither apt nor the network and takes well under a second.
@@ -18,6 +19,8 @@ PG_PKGS=(postgresql)
 # Jobs run as their users' OS accounts: a platform that is not root switches with sudo; SLURM
 # over SSH is tested against Debian's OpenSSH server (started on a private port by the tests).
 ACCOUNT_PKGS=(sudo openssh-server openssh-client)
+# Several platform replicas behind a real load balancer (tests/support/balancer.py, bench part 6).
+BALANCER_PKGS=(haproxy)
 
 log() { printf 'system-deps: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -42,7 +45,7 @@ missing_packages() { # prints the packages to install, one per line
     for pkg in "${SLURM_PKGS[@]}"; do
         is_installed "$pkg" || echo "$pkg"
     done
-    for pkg in "${ACCOUNT_PKGS[@]}"; do
+    for pkg in "${ACCOUNT_PKGS[@]}" "${BALANCER_PKGS[@]}"; do
         is_installed "$pkg" || echo "$pkg"
     done
     for pkg in "${BROWSER_PKGS[@]}"; do

@@ -101,3 +101,22 @@ def test_an_admin_reset_lifts_the_wait(sqlite_platform: PlatformProcess) -> None
         )
         reset = _try(client, sqlite_platform, username, "Reset-pass1")
         assert reset.json()["code"] == "NEW_PASSWORD_REQUIRED"
+
+
+def test_a_forwarded_for_header_is_not_believed_by_default(
+    sqlite_platform: PlatformProcess,
+) -> None:
+    """Without MANTIK_FORWARDED_ALLOW_IPS no peer is a proxy, loopback neither (uvicorn alone
+    trusts 127.0.0.1): a guesser cannot shift its failures onto someone else's address."""
+    username, password = sqlite_platform.new_user()
+    framed = "127.0.0.8"
+    with _from("127.0.0.1") as guesser:
+        for _ in range(FREE + 2):
+            guesser.post(
+                sqlite_platform.url + CREATE,
+                json={"username": username, "password": "Wrong-pass1"},
+                headers={"X-Forwarded-For": framed},
+            )
+        assert _try(guesser, sqlite_platform, username, password).status_code == 429
+    with _from(framed) as owner:
+        assert _try(owner, sqlite_platform, username, password).status_code == 201

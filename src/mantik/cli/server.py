@@ -31,6 +31,13 @@ def start(
     public_url: Annotated[
         str | None, typer.Option(help="Public base URL when behind a proxy.")
     ] = None,
+    forwarded_allow_ips: Annotated[
+        str | None,
+        typer.Option(
+            help="Proxies whose X-Forwarded-For/-Proto are believed: addresses or networks, "
+            "comma-separated [MANTIK_FORWARDED_ALLOW_IPS; none]."
+        ),
+    ] = None,
     signing_key_file: Annotated[
         Path | None,
         typer.Option(
@@ -57,6 +64,7 @@ def start(
         ssl_keyfile=ssl_keyfile,
         ssl_certfile=ssl_certfile,
         public_url=public_url,
+        forwarded_allow_ips=forwarded_allow_ips,
         signing_key_file=signing_key_file,
         jobs_dir=jobs_dir,
     )

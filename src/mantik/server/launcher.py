@@ -65,6 +65,9 @@ def serve(settings: ServerSettings, *, log_level: str = "info") -> None:
         log_level=log_level,
         timeout_keep_alive=30,
         server_header=False,
+        # Forwarded headers only from the proxies the admin lists (MANTIK_FORWARDED_ALLOW_IPS).
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=settings.trusted_proxies or None,
     )
     sock = config.bind_socket()
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

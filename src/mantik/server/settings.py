@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATA_DIR = Path.home() / ".mantik" / "platform"
@@ -41,6 +42,10 @@ class ServerSettings(BaseSettings):
     # Browser origins (comma-separated) other than the platform's own that may call the API
     # with credentials; none by default.
     cors_allowed_origins: str | None = None
+    # Proxies (addresses or networks, comma-separated; "*" for any) whose X-Forwarded-For /
+    # X-Forwarded-Proto are believed. None: nobody's, so a client cannot pick the address
+    # the sign-in throttle counts against (uvicorn alone would trust 127.0.0.1).
+    forwarded_allow_ips: str | None = None
 
     # Stores. None means "SQLite file in data_dir".
     database_uri: str | None = None  # mantik's own tables (users, tokens, jobs)
@@ -89,6 +94,21 @@ class ServerSettings(BaseSettings):
     lockout_minutes: int = Field(default=15, ge=1)
     auth_cache_seconds: float = Field(default=30.0, ge=0)
 
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _addresses_or_networks(cls, value: str | None) -> str | None:
+        # uvicorn would take a mistyped entry as a literal that never matches: refuse it.
+        for entry in (p.strip() for p in (value or "").split(",")):
+            if entry and entry != "*":
+                try:
+                    ipaddress.ip_network(entry, strict=False)
+                except ValueError:
+                    raise ValueError(
+                        f"MANTIK_FORWARDED_ALLOW_IPS: {entry!r} is not an IP address or "
+                        "network; list the proxies' addresses, e.g. 10.0.0.5,10.0.1.0/24"
+                    ) from None
+        return value
+
     @model_validator(mode="after")
     def _production_needs_tls_or_proxy_url(self) -> ServerSettings:
         if self.environment == "production" and not (
@@ -101,6 +121,10 @@ class ServerSettings(BaseSettings):
         if bool(self.ssl_keyfile) != bool(self.ssl_certfile):
             raise ValueError("--ssl-keyfile and --ssl-certfile must be given together")
         return self
+
+    @property
+    def trusted_proxies(self) -> list[str]:
+        return [p.strip() for p in (self.forwarded_allow_ips or "").split(",") if p.strip()]
 
     @property
     def tls(self) -> bool:

@@ -38,7 +38,7 @@ CurrentUser = Annotated[Principal, Depends(current_principal)]
 
 def client_address(request: Request) -> str:
     """Where a sign-in comes from (the throttle's key). Behind a proxy, uvicorn puts the
-    forwarded address here for proxies listed in FORWARDED_ALLOW_IPS (default 127.0.0.1)."""
+    forwarded address here, for proxies listed in MANTIK_FORWARDED_ALLOW_IPS only."""
     return request.client.host if request.client else "unknown"
 
 
