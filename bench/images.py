@@ -53,17 +53,8 @@ def _python(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Compl
 
 
 def _create_user(data_dir: Path, url: str, home: Path) -> None:
-    created = _python(
-        [
-            "-m", "mantik.cli", "admin", "users", "create", USERNAME,
-            "--temporary-password", TEMPORARY_PASSWORD, "--data-dir", str(data_dir),
-        ],
-        procs.clean_env(home, MANTIK_DATA_DIR=str(data_dir)),
-        data_dir,
-    )  # fmt: skip
-    if created.returncode != 0:
-        raise RuntimeError(f"creating the user failed: {created.stderr[-2000:]}")
-    procs.replace_temporary_password(url, USERNAME, TEMPORARY_PASSWORD, PASSWORD)
+    env = procs.clean_env(home, MANTIK_DATA_DIR=str(data_dir))
+    procs.create_user(url, data_dir, env, USERNAME, TEMPORARY_PASSWORD, PASSWORD)
 
 
 def _experiment(env: dict[str, str], cwd: Path) -> str:

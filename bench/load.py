@@ -138,14 +138,7 @@ def _sign_in(url: str) -> Callable[[], str | None]:
 
 
 def _create_user(env: dict[str, str], data_dir: Path, url: str) -> None:
-    subprocess.run(
-        [
-            sys.executable, "-m", "mantik.cli", "admin", "users", "create", USERNAME,
-            "--temporary-password", TEMPORARY_PASSWORD, "--data-dir", str(data_dir),
-        ],
-        env=env, check=True, capture_output=True, timeout=120,
-    )  # fmt: skip
-    procs.replace_temporary_password(url, USERNAME, TEMPORARY_PASSWORD, PASSWORD)
+    procs.create_user(url, data_dir, env, USERNAME, TEMPORARY_PASSWORD, PASSWORD)
 
 
 @contextlib.contextmanager

@@ -103,15 +103,8 @@ def _python(args: list[str], env: dict[str, str], cwd: Path) -> dict[str, Any]:
 
 
 def _create_user(data_dir: Path, url: str, home: Path) -> None:
-    subprocess.run(
-        [
-            sys.executable, "-m", "mantik.cli", "admin", "users", "create", USERNAME,
-            "--temporary-password", TEMPORARY_PASSWORD, "--data-dir", str(data_dir),
-        ],
-        env=procs.clean_env(home, MANTIK_DATA_DIR=str(data_dir)), check=True, capture_output=True,
-        timeout=120,
-    )  # fmt: skip
-    procs.replace_temporary_password(url, USERNAME, TEMPORARY_PASSWORD, PASSWORD)
+    env = procs.clean_env(home, MANTIK_DATA_DIR=str(data_dir))
+    procs.create_user(url, data_dir, env, USERNAME, TEMPORARY_PASSWORD, PASSWORD)
 
 
 class UnicoreSite:

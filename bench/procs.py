@@ -14,6 +14,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -317,6 +318,23 @@ def running(
         yield server
     finally:
         server.stop()
+
+
+def create_user(
+    url: str, data_dir: Path, env: dict[str, str], username: str, temporary: str, password: str
+) -> None:
+    """Create a platform user as an admin does (``mantik admin users create``), then replace
+    its temporary password as the user would."""
+    created = subprocess.run(
+        [
+            sys.executable, "-m", "mantik.cli", "admin", "users", "create", username,
+            "--temporary-password", temporary, "--data-dir", str(data_dir),
+        ],
+        env=env, cwd=data_dir, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    if created.returncode != 0:
+        raise RuntimeError(f"creating the user failed: {created.stderr[-2000:]}")
+    replace_temporary_password(url, username, temporary, password)
 
 
 def replace_temporary_password(url: str, username: str, temporary: str, password: str) -> None:

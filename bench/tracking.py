@@ -180,14 +180,7 @@ def reference_mlflow(root: Path) -> Iterator[Target]:
 
 def _create_user(data_dir: Path, url: str) -> None:
     env = {**procs.clean_env(data_dir / "home"), "MANTIK_DATA_DIR": str(data_dir)}
-    subprocess.run(
-        [
-            sys.executable, "-m", "mantik.cli", "admin", "users", "create", USERNAME,
-            "--temporary-password", TEMPORARY_PASSWORD, "--data-dir", str(data_dir),
-        ],
-        env=env, check=True, capture_output=True, timeout=120,
-    )  # fmt: skip
-    procs.replace_temporary_password(url, USERNAME, TEMPORARY_PASSWORD, PASSWORD)
+    procs.create_user(url, data_dir, env, USERNAME, TEMPORARY_PASSWORD, PASSWORD)
 
 
 @contextlib.contextmanager

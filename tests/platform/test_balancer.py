@@ -109,29 +109,28 @@ def test_the_throttle_counts_the_client_not_the_balancer(cluster: Cluster) -> No
         assert _sign_in(owner, cluster.url, username, password).status_code == 201
 
 
-def test_a_clients_forwarded_for_is_replaced_by_the_balancer(cluster: Cluster) -> None:
-    username, password = cluster.replicas[0].new_user()
-    framed = "127.0.0.6"
-    with _from("127.0.0.5", headers={"X-Forwarded-For": framed}) as guesser:
+def _guesser_cannot_frame(
+    platform: PlatformProcess, url: str, guesser_ip: str, framed: str
+) -> None:
+    """A client at ``guesser_ip`` that claims to be ``framed`` (X-Forwarded-For) and guesses
+    passwords locks itself out, not ``framed``."""
+    username, password = platform.new_user()
+    with _from(guesser_ip, headers={"X-Forwarded-For": framed}) as guesser:
         for _ in range(FREE + 2):
-            _sign_in(guesser, cluster.url, username, "Wrong-pass1")
-        assert _sign_in(guesser, cluster.url, username, password).status_code == 429
+            _sign_in(guesser, url, username, "Wrong-pass1")
+        assert _sign_in(guesser, url, username, password).status_code == 429
     with _from(framed) as owner:
-        assert _sign_in(owner, cluster.url, username, password).status_code == 201
+        assert _sign_in(owner, url, username, password).status_code == 201
+
+
+def test_a_clients_forwarded_for_is_replaced_by_the_balancer(cluster: Cluster) -> None:
+    _guesser_cannot_frame(cluster.replicas[0], cluster.url, "127.0.0.5", "127.0.0.6")
 
 
 def test_a_replica_ignores_forwarded_for_from_a_peer_it_does_not_trust(
     cluster: Cluster,
 ) -> None:
-    replica = cluster.replicas[1]
-    username, password = replica.new_user()
-    framed = "127.0.0.8"
-    with _from("127.0.0.7", headers={"X-Forwarded-For": framed}) as guesser:
-        for _ in range(FREE + 2):
-            _sign_in(guesser, replica.url, username, "Wrong-pass1")
-        assert _sign_in(guesser, replica.url, username, password).status_code == 429
-    with _from(framed) as owner:
-        assert _sign_in(owner, replica.url, username, password).status_code == 201
+    _guesser_cannot_frame(cluster.replicas[1], cluster.replicas[1].url, "127.0.0.7", "127.0.0.8")
 
 
 def test_mlflow_tracks_through_the_balancer(
