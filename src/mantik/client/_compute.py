@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import time
+import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +18,7 @@ from mantik._exceptions import (
     ConfigurationError,
     MissingEnvironmentError,
     PlatformError,
+    PlatformUnreachable,
 )
 from mantik.client import _env, _http, _images, _ssh, _tokens, _watch
 from mantik.client._progress import ProgressReader, Report, UploadProgress, reporter
@@ -37,6 +40,53 @@ class _Image:
     digest: str
     size: int
     missing: bool
+
+
+_IDEMPOTENCY_HEADER = "Idempotency-Key"
+_RETRY_PAUSES = (0.5, 1.0, 2.0, 4.0)  # after a lost answer or a gateway's error
+_IN_PROGRESS_WAIT = 120.0  # seconds to wait for the first attempt to end (409s)
+
+
+def _platform_answered(response: httpx.Response) -> bool:
+    """The platform's own error (JSON with ``detail``), not a proxy's or balancer's page."""
+    try:
+        body = response.json()
+    except ValueError:
+        return False
+    return isinstance(body, dict) and "detail" in body
+
+
+class _SubmitAttempt:
+    """One submission's Idempotency-Key and retry budget: the same key on every attempt,
+    so the platform makes one run however many of its answers are lost."""
+
+    def __init__(self, key: str, report: Report) -> None:
+        self.key = key
+        self.report = report
+        self._retries = 0
+        self._deadline = time.monotonic() + _IN_PROGRESS_WAIT
+
+    def again(self, response: httpx.Response | None) -> bool:
+        """Whether to send again after ``response`` (None: no answer arrived); sleeps."""
+        if response is not None and response.status_code == 409:
+            if time.monotonic() >= self._deadline:
+                return False
+            time.sleep(1.0)  # the first attempt is still submitting
+        elif response is None or (
+            response.status_code in (502, 503, 504) and not _platform_answered(response)
+        ):
+            if self._retries >= len(_RETRY_PAUSES):
+                return False
+            time.sleep(_RETRY_PAUSES[self._retries])
+            self._retries += 1
+        else:
+            return False
+        self.report = _uncounted  # the bytes were counted once already
+        return True
+
+
+def _uncounted(_sent: int) -> None:
+    pass
 
 
 class ComputeBackendClient:
@@ -232,7 +282,14 @@ class ComputeBackendClient:
             report = reporter(progress, total)
             sent = self._put_image(image, config, report) if image and image.missing else 0
             submitted = self._upload(
-                experiment_id, entry_point, parameters, config, archive, run_name, report, image
+                experiment_id,
+                entry_point,
+                parameters,
+                config,
+                archive,
+                run_name,
+                _SubmitAttempt(uuid.uuid4().hex, report),
+                image,
             )
         finally:
             archive.unlink(missing_ok=True)
@@ -316,7 +373,7 @@ class ComputeBackendClient:
         config: BackendConfig,
         archive: Path,
         run_name: str | None,
-        report: Report,
+        attempt: _SubmitAttempt,
         image: _Image | None,
     ) -> SubmittedRun:
         data = {
@@ -334,15 +391,28 @@ class ComputeBackendClient:
         data.update(self._ssh_login())
         if image is not None:
             data["image_digest"] = image.digest
-        with archive.open("rb") as handle:
-            files = {
-                "mlproject_zip": (
-                    "mlproject.zip",
-                    ProgressReader(handle, report),
-                    "application/zip",
-                )
-            }
-            response = self._call("POST", f"/submit/{experiment_id}", data=data, files=files)
+        url = f"{self.compute_backend_url}/submit/{experiment_id}"
+        while True:
+            with archive.open("rb") as handle:
+                files = {
+                    "mlproject_zip": (
+                        "mlproject.zip",
+                        ProgressReader(handle, attempt.report),
+                        "application/zip",
+                    )
+                }
+                headers = {**self._headers(), _IDEMPOTENCY_HEADER: attempt.key}
+                try:
+                    response = _http.request(
+                        self._http, "POST", url, data=data, files=files, headers=headers
+                    )
+                except PlatformUnreachable:
+                    if not attempt.again(None):
+                        raise
+                    continue
+            if not attempt.again(response):
+                break
+        _http.raise_for_status(response)
         body = response.json()
         return SubmittedRun(
             experiment_id=str(body["experiment_id"]),

@@ -18,6 +18,8 @@ Hierarchy::
             ├── Forbidden             the user may not see or change the experiment
             ├── NotAJobAccount        the user may not run jobs on that site (no account)
             ├── InvalidSubmission     the project, its config or an image cannot run as sent
+            ├── SubmissionInProgress  the same Idempotency-Key's submission is going on
+            ├── IdempotencyKeyReused  an Idempotency-Key sent with a different submission
             ├── InvalidLogRequest     a log range asked for in two ways at once
             ├── LogRemoved            the job's folder went after its retention
             ├── ImageTooLarge         an image over the platform's limit

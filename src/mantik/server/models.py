@@ -203,3 +203,16 @@ class SharedSecret(Base):
 
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(String(512))
+
+
+class SubmissionKey(Base):
+    """A client's ``Idempotency-Key`` for one submission (mantik.server.compute.submission_keys):
+    a retry with the same key and request gets this run instead of a second one."""
+
+    __tablename__ = "mantik_submission_keys"
+
+    username: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))  # sha256 of what was submitted
+    run_id: Mapped[str | None] = mapped_column(String(32), nullable=True)  # None: going on
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)

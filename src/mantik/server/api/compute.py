@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
-import shutil
 import tempfile
 from pathlib import Path as FilePath
-from typing import Annotated, Any
+from typing import IO, Annotated, Any
 
-from fastapi import APIRouter, BackgroundTasks, File, Form, Path, Query, Request, UploadFile
+from fastapi import (
+    APIRouter,
+    BackgroundTasks,
+    File,
+    Form,
+    Header,
+    Path,
+    Query,
+    Request,
+    Response,
+    UploadFile,
+)
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
@@ -17,6 +28,7 @@ from starlette.concurrency import run_in_threadpool
 from mantik._bounded import nesting_message, shown, too_deep
 from mantik.server.api.deps import CurrentUser
 from mantik.server.api.error_docs import COMPUTE_ERRORS
+from mantik.server.compute import submission_keys
 from mantik.server.compute.errors import InvalidLogRequest, InvalidSubmission
 from mantik.server.compute.job_log import Window
 from mantik.server.compute.jobs import SiteCredentials, SshLogin
@@ -156,9 +168,20 @@ def _inline_config(raw: str | None) -> dict[str, Any] | None:
     return _json_object(raw, "backend_config")
 
 
+def _copy_hashing(source: IO[bytes], target: IO[bytes]) -> str:
+    """Copy the upload to ``target``; its sha256."""
+    digest = hashlib.sha256()
+    while chunk := source.read(1024 * 1024):
+        digest.update(chunk)
+        target.write(chunk)
+    target.flush()
+    return digest.hexdigest()
+
+
 @router.post("/submit/{experiment_id}", status_code=201, response_model=SubmitResponse)
 async def submit(
     request: Request,
+    response: Response,
     user: CurrentUser,
     experiment_id: ExperimentId,
     mlproject_zip: Annotated[UploadFile, File(description="The MLproject folder as a zip.")],
@@ -180,8 +203,18 @@ async def submit(
     ssh_private_key: Annotated[str | None, Form(max_length=16384)] = None,
     mlflow_tracking_uri: Annotated[str | None, Form(max_length=4096)] = None,
     mlflow_tracking_token: Annotated[str | None, Form(max_length=16384)] = None,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias=submission_keys.HEADER,
+            description="Names this submission: a retry with the same key and request "
+            "answers with the run the first made (header Idempotent-Replayed: true) instead "
+            "of making another; kept 24 h per user.",
+        ),
+    ] = None,
 ) -> SubmitResponse:
     service = _service(request)
+    key = submission_keys.checked_key(idempotency_key)
     # backend_config is always inline; unicore_backend_config may be either (0.1.x).
     inline = (
         _json_object(backend_config, "backend_config")
@@ -194,8 +227,7 @@ async def submit(
     with tempfile.NamedTemporaryFile(
         dir=service.settings.data_dir, prefix=marked_name(UPLOAD_PREFIX), suffix=".zip"
     ) as archive:
-        await run_in_threadpool(shutil.copyfileobj, mlproject_zip.file, archive, 1024 * 1024)
-        archive.flush()
+        digest = await run_in_threadpool(_copy_hashing, mlproject_zip.file, archive)
         submission = Submission(
             experiment_id=experiment_id,
             entry_point=entry_point,
@@ -209,8 +241,11 @@ async def submit(
                 unicore_user, unicore_password, ssh_user, ssh_password, ssh_private_key
             ),
             image_digest=image_digest or None,
+            archive_sha256=digest,
         )
-        done = await run_in_threadpool(service.submit, user.username, submission)
+        done, replayed = await run_in_threadpool(service.submit, user.username, submission, key)
+    if replayed:
+        response.headers["Idempotent-Replayed"] = "true"
     return SubmitResponse(
         experiment_id=done.experiment_id,
         run_id=done.run_id,

@@ -25,10 +25,10 @@ _MEANING = {
     401: "No valid token or credentials.",
     403: "Not allowed for this user.",
     404: "No such experiment, run, image or user.",
-    409: "Conflicts with what exists.",
+    409: "Conflicts with what exists (or with a submission still going on).",
     410: "A finished job's folder was removed after its retention (its log is in the run).",
     413: "The request body is too large.",
-    422: "A field is missing or malformed.",
+    422: "A field is missing or malformed (or an Idempotency-Key is reused).",
     429: "Too many failed sign-ins; retry later.",
     502: "The compute site failed or could not be reached.",
     503: "The compute site or a store is unavailable right now.",
@@ -50,4 +50,4 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 
 IDENTITY_ERRORS = error_responses(400, 401, 403, 404, 409, 413, 422, 429)
-COMPUTE_ERRORS = error_responses(400, 401, 403, 404, 410, 413, 422, 502, 503, 507)
+COMPUTE_ERRORS = error_responses(400, 401, 403, 404, 409, 410, 413, 422, 502, 503, 507)

@@ -36,6 +36,8 @@ STATUS: dict[type[ServerError], int] = {
     compute.ComputeError: 400,
     compute.InvalidSubmission: 400,
     compute.InvalidLogRequest: 400,
+    compute.SubmissionInProgress: 409,
+    compute.IdempotencyKeyReused: 422,
     compute.Forbidden: 403,
     compute.NotAJobAccount: 403,
     compute.ExperimentNotFound: 404,

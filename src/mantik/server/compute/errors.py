@@ -33,6 +33,14 @@ class InvalidSubmission(ComputeError):
     """The project, its backend config, an image or a parameter cannot run as sent."""
 
 
+class SubmissionInProgress(ComputeError):
+    """A submission with the same Idempotency-Key has not ended yet."""
+
+
+class IdempotencyKeyReused(ComputeError):
+    """An Idempotency-Key sent again with a different submission."""
+
+
 class InvalidLogRequest(ComputeError):
     """A log request whose byte range cannot be served as asked."""
 

@@ -15,6 +15,7 @@ from mantik.compute.config.model import BackendConfig
 from mantik.compute.config.units import unicore_runtime
 from mantik.compute.states import JobState
 from mantik.server import coordination
+from mantik.server.compute import submission_keys
 from mantik.server.compute.accounts import folders
 from mantik.server.compute.accounts.identity import JobIdentity
 from mantik.server.compute.accounts.policy import RunAs
@@ -40,6 +41,7 @@ from mantik.server.compute.reconcile import Reconciler
 from mantik.server.compute.runs import RunStore
 from mantik.server.compute.sites import Sites
 from mantik.server.compute.submission import Submission, Submitted, prepare
+from mantik.server.compute.submission_keys import SubmissionKeys
 from mantik.server.db import Database
 from mantik.server.identity.service import IdentityService
 from mantik.server.identity.tokens import TokenService
@@ -73,6 +75,7 @@ class ComputeService:
         self.lifecycle = Lifecycle(db, self.runs, identity, self.offline)
         self.reconciler = Reconciler(settings, db, self.runs, self.sites, self.lifecycle)
         self.handover = HandOver(settings, db, tokens, identity, self.sites, self.runs)
+        self.keys = SubmissionKeys(db)
         self._refreshed: dict[str, float] = {}  # run id → when its offline files were fetched
 
     # --- access --------------------------------------------------------------------------
@@ -132,8 +135,34 @@ class ComputeService:
 
     # --- submission ----------------------------------------------------------------------
 
-    def submit(self, username: str, submission: Submission) -> Submitted:
+    def submit(
+        self, username: str, submission: Submission, idempotency_key: str | None = None
+    ) -> tuple[Submitted, bool]:
+        """The submitted run, and whether it was made by an earlier request with the same
+        ``idempotency_key`` (a retry: nothing new is made)."""
         self.require(username, submission.experiment_id, "update")
+        if idempotency_key is None:
+            return self._submit_once(username, submission), False
+        digest = submission_keys.fingerprint(submission, submission.archive_sha256)
+        earlier = self.keys.claim(username, idempotency_key, digest)
+        if earlier is not None:
+            return self._submitted(earlier), True
+        try:
+            done = self._submit_once(username, submission)
+        except BaseException:
+            self.keys.release(username, idempotency_key)
+            raise
+        self.keys.bind(username, idempotency_key, done.run_id)
+        return done, False
+
+    def _submitted(self, run_id: str) -> Submitted:
+        with self.db.session() as session:
+            job = session.get(ComputeJob, run_id)
+        if job is None:  # its run was removed since: the key names nothing any more
+            raise RunNotFound(f"The run {run_id} this Idempotency-Key made is gone.")
+        return Submitted(job.experiment_id, job.run_id, job.job_id or "", job.site)
+
+    def _submit_once(self, username: str, submission: Submission) -> Submitted:
         staging = self.settings.data_dir / STAGING / marked_name("")
         try:
             return self._submit(username, submission, staging)

@@ -36,6 +36,7 @@ class Submission:
     project: str | None = None  # accounting project (MANTIK_UNICORE_PROJECT)
     credentials: SiteCredentials | None = None  # used for this request only
     image_digest: str | None = None  # sha256 of an image in the site's image cache
+    archive_sha256: str = ""  # of the uploaded project (what makes a retry the same one)
 
 
 @dataclass(frozen=True)
