@@ -12,9 +12,15 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
+	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || { \
+		echo "install: $(PYTHON) cannot make a venv; installing python3-venv (apt, needs root or sudo)"; \
+		bash scripts/system-deps.sh --venv; }
+	@echo "install: creating $(VENV) with $$($(PYTHON) --version)"
 	$(PYTHON) -m venv $(VENV)
+	@echo "install: installing mantik[server,dev] into $(VENV) (MLflow and the rest: a few minutes the first time)"
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[server,dev]'
+	$(BIN)/pip install --progress-bar off -e '.[server,dev]'
+	@echo "install: done; the CLI is $(BIN)/mantik"
 	touch $@
 
 system-deps:

@@ -101,7 +101,12 @@ def main() -> None:
         )
         print(f"submitted run {submitted.run_id} to site {submitted.site!r} "
               f"(job {submitted.job_id}); waiting …")
-        info = compute.wait(submitted.run_id, timeout=600, interval=1)
+        from rich.console import Console
+
+        from mantik.cli._waiting import watching
+
+        with watching(Console(highlight=False), show=True) as watch:
+            info = compute.wait(submitted.run_id, timeout=600, interval=1, on_status=watch)
         run = mlflow.get_run(submitted.run_id)
         print(f"\nrun finished: {info.run_status}")
         for key, value in sorted(run.data.metrics.items()):

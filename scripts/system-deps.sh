@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install the Debian packages the test suite needs: a real SLURM (+ munge), Chromium for the
+# Install the Debian packages the test suite needs (as root, or through sudo): python3-venv,
+# a real SLURM (+ munge), Chromium for the
 # Playwright browser tests, PostgreSQL server binaries (scripts/postgres.sh), sudo (jobs as
 # their users' accounts), OpenSSH's server (SLURM over SSH) and HAProxy (replicas behind a load
 # balancer).
@@ -21,6 +22,8 @@ PG_PKGS=(postgresql)
 ACCOUNT_PKGS=(sudo openssh-server openssh-client)
 # Several platform replicas behind a real load balancer (tests/support/balancer.py, bench part 6).
 BALANCER_PKGS=(haproxy)
+# `python3 -m venv` (make install, scripts/job-python.sh): Debian ships it apart from python3.
+VENV_PKGS=(python3-venv)
 
 log() { printf 'system-deps: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -40,8 +43,13 @@ pg_server_present() {
     command -v initdb >/dev/null && command -v pg_ctl >/dev/null && command -v postgres >/dev/null
 }
 
+venv_missing() { # prints python3-venv when Debian's python3 cannot make a venv
+    /usr/bin/python3 -c 'import ensurepip, venv' 2>/dev/null || printf '%s\n' "${VENV_PKGS[@]}"
+}
+
 missing_packages() { # prints the packages to install, one per line
     local pkg
+    venv_missing
     for pkg in "${SLURM_PKGS[@]}"; do
         is_installed "$pkg" || echo "$pkg"
     done
@@ -78,8 +86,10 @@ apt_get() {
 }
 
 main() {
-    local missing
-    mapfile -t missing < <(missing_packages)
+    local missing lister=missing_packages
+    # --venv: only what `make install` needs before it can make .venv
+    [[ "${1:-}" == --venv ]] && lister=venv_missing
+    mapfile -t missing < <($lister)
     if [[ ${#missing[@]} -eq 0 ]]; then
         log "all system packages present"
         return 0
@@ -90,7 +100,7 @@ main() {
     apt_get install --no-install-recommends "${missing[@]}"
 
     # Verify, so a half-finished install fails here and not somewhere inside the tests.
-    mapfile -t missing < <(missing_packages)
+    mapfile -t missing < <($lister)
     [[ ${#missing[@]} -eq 0 ]] || die "still missing after install: ${missing[*]}"
     log "done in $((SECONDS - start)) s"
 }

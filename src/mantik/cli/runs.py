@@ -17,6 +17,7 @@ from typer.core import TyperGroup
 
 from mantik._exceptions import ConfigurationError
 from mantik.cli._output import err, fail, out
+from mantik.cli._waiting import transfer_bars, watching
 from mantik.compute.states import JobState  # stdlib only: no server dependency
 
 if TYPE_CHECKING:
@@ -107,7 +108,7 @@ def submit(
     parameters = _parameters(parameter or [])
     experiment = _experiment(experiment_id, experiment_name)
     client = _client()
-    with _upload_progress(show=not as_json and err.is_terminal) as progress:
+    with transfer_bars(err, show=not as_json and err.is_terminal) as bars:
         submitted = client.submit_run(
             experiment,
             parameters,
@@ -115,7 +116,8 @@ def submit(
             _relative_config(path, backend_config),
             entry_point=entry_point,
             run_name=run_name,
-            progress=progress,
+            progress=bars.upload if bars else None,
+            hash_progress=bars.hashing if bars else None,
         )
     if not (wait or follow):
         _emit(asdict(submitted), as_json, lambda: _submitted_line(submitted))
@@ -124,7 +126,7 @@ def submit(
         _say(_submitted_line(submitted), stderr=True)
     if follow:
         _stream(client, submitted.run_id, interval, to_stderr=as_json)
-    _finish(_await(client, submitted.run_id, timeout, interval), as_json)
+    _finish(_await(client, submitted.run_id, timeout, interval, show=not follow), as_json)
 
 
 @app.command()
@@ -230,36 +232,29 @@ def _relative_config(project: Path, config: Path) -> Path:
     return config  # relative to the project; the client names it if it does not exist
 
 
-@contextmanager
-def _upload_progress(show: bool) -> Iterator[Callable[[int, int], None] | None]:
-    if not show:
-        yield None
-        return
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-        TransferSpeedColumn,
-    )
-
-    columns = (BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
-    with Progress(TextColumn("Uploading"), *columns, console=err) as bar:
-        task = bar.add_task("upload", total=None)
-        yield lambda sent, total: bar.update(task, completed=sent, total=total)
-
-
 def _await(
-    client: ComputeBackendClient, run_id: str, timeout: float | None, interval: float
+    client: ComputeBackendClient,
+    run_id: str,
+    timeout: float | None,
+    interval: float,
+    *,
+    show: bool = True,
 ) -> RunInfo:
+    """Poll until the run ends, showing its state as it changes (on stderr)."""
     deadline = None if timeout is None else time.monotonic() + timeout
-    while not (info := client.get_status(run_id)).done:
-        left = None if deadline is None else deadline - time.monotonic()
-        if left is not None and left <= 0:
-            fail(f"Run {run_id} is still {info.state} after {timeout:g} s.", code=_TIMEOUT)
-        time.sleep(interval if left is None else min(interval, left))
-    return info
+    with watching(err, show=show) as watch:
+        while True:
+            info = client.get_status(run_id)
+            if watch is not None:
+                watch(info)
+            if info.done:
+                return info
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                if watch is not None:
+                    watch.close()
+                fail(f"Run {run_id} is still {info.state} after {timeout:g} s.", code=_TIMEOUT)
+            time.sleep(interval if left is None else min(interval, left))
 
 
 def _stream(client: ComputeBackendClient, run_id: str, interval: float, *, to_stderr: bool) -> None:

@@ -7,7 +7,7 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -218,12 +218,15 @@ class ComputeBackendClient:
         run_name: str | None = None,
         *,
         progress: UploadProgress | None = None,
+        hash_progress: UploadProgress | None = None,
     ) -> SubmittedRun:
         """Validate the project locally, upload it, and start it as a tracked run.
 
         ``backend_config_path`` is relative to ``mlproject_path``. ``progress`` is an
         optional callable ``progress(sent_bytes, total_bytes)``; the totals count the image
-        (when the platform does not hold it yet) and the zipped project.
+        (when the platform does not hold it yet) and the zipped project. ``hash_progress``
+        likewise, ``(read_bytes, total_bytes)``, while a local image is hashed (once per
+        image file: the digest is remembered until the file changes).
 
         A local ``SingularityImage`` (or one built from the MLproject's ``docker_env`` with
         Apptainer) travels on its own, identified by its sha256: the platform keeps one copy
@@ -250,6 +253,7 @@ class ComputeBackendClient:
             entry_point,
             run_name,
             progress=progress,
+            hash_progress=hash_progress,
         )
 
     def submit_project(
@@ -262,6 +266,7 @@ class ComputeBackendClient:
         run_name: str | None = None,
         *,
         progress: UploadProgress | None = None,
+        hash_progress: UploadProgress | None = None,
     ) -> SubmittedRun:
         """Like :meth:`submit_run`, with the backend config already in memory."""
         project_dir = Path(mlproject_path).expanduser().resolve()
@@ -275,7 +280,7 @@ class ComputeBackendClient:
             exclude += _images.project_excludes(image_path, project_dir)
         archive = zip_project_to_tempfile(project_dir, exclude)
         try:
-            image = self._image(image_path, config) if image_path else None
+            image = self._image(image_path, config, hash_progress) if image_path else None
             total = archive.stat().st_size + (
                 image.size if image is not None and image.missing else 0
             )
@@ -317,9 +322,11 @@ class ComputeBackendClient:
             return {"unicore_api_url": config.unicore_api_url}
         return {}
 
-    def _image(self, path: Path, config: BackendConfig) -> _Image:
-        digest = _images.sha256_of(path)
+    def _image(
+        self, path: Path, config: BackendConfig, hash_progress: UploadProgress | None
+    ) -> _Image:
         size = path.stat().st_size
+        digest = _images.sha256_of(path, reporter(hash_progress, size))
         url = f"{self.compute_backend_url}/images/{digest}"
         params = self._image_params(config)
         response = _http.request(self._http, "HEAD", url, params=params, headers=self._bearer())
@@ -455,6 +462,14 @@ class ComputeBackendClient:
         """Yield new log text until the run ends (by byte offset: only what is new)."""
         return _watch.follow(self._call, lambda: self.get_status(run_id), run_id, interval)
 
-    def wait(self, run_id: str, timeout: float | None = None, interval: float = 2.0) -> RunInfo:
-        """Block until the run ends; returns its final state."""
-        return _watch.wait(lambda: self.get_status(run_id), run_id, timeout, interval)
+    def wait(
+        self,
+        run_id: str,
+        timeout: float | None = None,
+        interval: float = 2.0,
+        *,
+        on_status: Callable[[RunInfo], object] | None = None,
+    ) -> RunInfo:
+        """Block until the run ends; returns its final state. ``on_status(info)`` is called
+        with each state polled (e.g. to show it as it changes)."""
+        return _watch.wait(lambda: self.get_status(run_id), run_id, timeout, interval, on_status)

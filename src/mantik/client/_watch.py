@@ -48,11 +48,17 @@ def follow(
 
 
 def wait(
-    status: Callable[[], RunInfo], run_id: str, timeout: float | None, interval: float
+    status: Callable[[], RunInfo],
+    run_id: str,
+    timeout: float | None,
+    interval: float,
+    on_status: Callable[[RunInfo], object] | None = None,
 ) -> RunInfo:
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
         info = status()
+        if on_status is not None:
+            on_status(info)
         if info.done:
             return info
         if deadline is not None and time.monotonic() > deadline:
