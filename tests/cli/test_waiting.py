@@ -84,7 +84,7 @@ def test_submit_wait_on_a_terminal_shows_hashing_upload_and_states(
         "SingularityImage": "image.sif",
         "PreRunCommands": [f"export PATH={bin_dir}:$PATH"],
     }
-    project = _project(tmp_path / "p", "sleep 1; echo in container", config)
+    project = _project(tmp_path / "p", "sleep 5; echo in container", config)
     with (project / "image.sif").open("wb") as image:
         for n in range(24):
             image.write(bytes([n]) * MiB)

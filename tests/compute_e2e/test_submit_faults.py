@@ -321,7 +321,12 @@ def test_a_platform_killed_while_unpacking_leaves_nothing_after_restart(
 
         sender = threading.Thread(target=submit)
         sender.start()
-        _wait_for(lambda: any((data_dir / "staging").glob("*/project/zeros.bin")), timeout=60)
+        wait_for(
+            "the platform to start unpacking",
+            lambda: any((data_dir / "staging").glob("*/project/zeros.bin")),
+            timeout=120,
+            interval=0.1,
+        )
         os.killpg(first.process.pid, signal.SIGKILL)
         first.process.wait()
         sender.join()
@@ -330,7 +335,11 @@ def test_a_platform_killed_while_unpacking_leaves_nothing_after_restart(
     assert staging and uploads  # what the crash left
 
     with start_platform(data_dir, env=env, workers=1) as second:
-        _wait_for(lambda: not any(p.exists() for p in [*staging, *uploads]))
+        wait_for(
+            f"the restarted platform to remove {staging + uploads} (log: {second.log_path})",
+            lambda: not any(p.exists() for p in [*staging, *uploads]),
+            timeout=60,
+        )
         monkeypatch.setenv("MLFLOW_TRACKING_URI", second.url)
         mantik.init_tracking()
         assert mlflow.search_runs([experiment], output_format="list") == []

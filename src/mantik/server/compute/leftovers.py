@@ -21,6 +21,7 @@ from pathlib import Path
 log = logging.getLogger("mantik.sweep")
 
 _MARK = re.compile(r"^(?P<host>[A-Za-z0-9.-]{1,64})_(?P<pid>[0-9]+)_(?P<start>[0-9]+)$")
+_MARKED_NAME = re.compile(r"^(?P<mark>[A-Za-z0-9.-]{1,64}_[0-9]+_[0-9]+)_[0-9A-Za-z_]+(?:\.|$)")
 UPLOAD_PREFIX = "upload-"
 MLFLOW_PARTIAL_PREFIX = ".artifact.uploading."  # MLflow's local artifact uploads
 STAGING = "staging"
@@ -61,8 +62,9 @@ def marked_name(prefix: str, suffix: str = "") -> str:
 
 
 def _mark_of(name: str, prefix: str) -> str | None:
-    body = name.removeprefix(prefix).split(".", 1)[0]
-    return body.rsplit("_", 1)[0] if "_" in body else None
+    # Host names may hold dots (login01.juwels…) and tempfile's random part underscores.
+    match = _MARKED_NAME.match(name.removeprefix(prefix))
+    return match["mark"] if match else None
 
 
 def _age(path: Path, now: float) -> float:
