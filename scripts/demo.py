@@ -1,7 +1,9 @@
 """`make demo`: start the platform with embedded defaults, run the demo project through
 `ComputeBackendClient.submit_run`, print where to look. Ctrl-C stops the platform.
 
-Set MANTIK_DEMO_EXIT=1 to stop the platform right after the run (for scripts and tests).
+Set MANTIK_DEMO_EXIT=1 to stop the platform right after the run (for scripts and tests),
+MANTIK_DEMO_PORT to choose the port (default: 5000, or a free one when 5000 is taken) and
+MANTIK_DEMO_DATA_DIR the data folder (default: ./mantik-data).
 """
 
 from __future__ import annotations
@@ -15,13 +17,42 @@ import sys
 import time
 from pathlib import Path
 
+import socket
+
 import httpx
+
+from mantik.server.listening import cannot_listen
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("MANTIK_DEMO_DATA_DIR", ROOT / "mantik-data"))
-PORT = int(os.environ.get("MANTIK_DEMO_PORT", "5000"))
-URL = f"http://127.0.0.1:{PORT}"
 USER = "demo"
+
+
+def free_port() -> int:
+    """MANTIK_DEMO_PORT, or 5000, or (5000 being taken) a port nobody listens on.
+
+    A busy port is never used: the server there would answer the health check and the
+    demo would talk to another platform (health is not identity)."""
+    chosen = os.environ.get("MANTIK_DEMO_PORT")
+    if chosen is not None:
+        if not chosen.isdigit() or not 0 < int(chosen) < 65536:
+            sys.exit(f"MANTIK_DEMO_PORT={chosen!r} is not a port number (1-65535).")
+        refusal = cannot_listen("127.0.0.1", int(chosen))
+        if refusal is not None:
+            sys.exit(f"The demo cannot use MANTIK_DEMO_PORT={chosen}: {refusal.split(':')[0]}; "
+                     "set MANTIK_DEMO_PORT to a free port, or unset it to pick one.")
+        return int(chosen)
+    if cannot_listen("127.0.0.1", 5000) is None:
+        return 5000
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    print(f"port 5000 is in use; the demo uses port {port} (set MANTIK_DEMO_PORT to choose)")
+    return port
+
+
+PORT = 5000
+URL = ""
 
 
 def mantik(*args: str) -> subprocess.CompletedProcess[str]:
@@ -34,9 +65,12 @@ def mantik(*args: str) -> subprocess.CompletedProcess[str]:
 def wait_until_up(process: subprocess.Popen[bytes]) -> None:
     for _ in range(300):
         if process.poll() is not None:
-            sys.exit(f"the platform stopped; see {DATA / 'platform.log'}")
+            sys.exit(f"the platform stopped (is port {PORT} taken? set MANTIK_DEMO_PORT); "
+                     f"see {DATA / 'platform.log'}")
         try:
-            if httpx.get(f"{URL}/api/mantik/health", timeout=1).status_code == 200:
+            up = httpx.get(f"{URL}/api/mantik/health", timeout=1).status_code == 200
+            # Ours refuses a taken port at once: alive after an answer, the answer was ours.
+            if up and process.poll() is None:
                 return
         except httpx.HTTPError:
             pass
@@ -57,11 +91,17 @@ def demo_user() -> str:
         f"{URL}/api/mantik/password",
         json={"username": USER, "password": temporary, "new_password": password},
     )
-    response.raise_for_status()
+    if response.status_code != 204:  # the account made in DATA is unknown there
+        sys.exit(f"the platform at {URL} is not the demo's own (it answered "
+                 f"{response.status_code} for the demo account); set MANTIK_DEMO_PORT to a "
+                 "free port")
     return password
 
 
 def main() -> None:
+    global PORT, URL
+    PORT = free_port()
+    URL = f"http://127.0.0.1:{PORT}"
     DATA.mkdir(parents=True, exist_ok=True)
     log = (DATA / "platform.log").open("wb")
     # One person's platform: the demo's jobs run as the platform's own account, as root too.

@@ -61,3 +61,15 @@ def test_init_refuses_a_non_empty_folder(tmp_path: Path) -> None:
     result = cli("project", "init", "taken", cwd=tmp_path)
     assert result.returncode == 1
     assert "not empty" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_version_prints_the_package_version() -> None:
+    import subprocess
+    import sys
+
+    from mantik import __version__
+
+    result = subprocess.run(
+        [sys.executable, "-m", "mantik.cli", "--version"], capture_output=True, text=True
+    )
+    assert (result.returncode, result.stdout.strip()) == (0, f"mantik {__version__}")

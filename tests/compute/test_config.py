@@ -640,6 +640,15 @@ def test_cli_check_valid(tmp_path: Path) -> None:
     assert result.stderr == ""
 
 
+def test_cli_check_json(tmp_path: Path) -> None:
+    write(tmp_path, "compute-backend-config.json", GUIDE_EXAMPLE)
+    result = mantik("config", "check", "compute-backend-config.json", "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    checked = json.loads(result.stdout)
+    assert checked["valid"] is True
+    assert checked["config"]["UnicoreApiUrl"].startswith("https://zam2125")
+
+
 @pytest.mark.parametrize(
     ("text", "fragment"),
     [

@@ -265,7 +265,9 @@ def main_entry_point(tmp_path: Path) -> EntryPoint:
 
 
 def test_validate_fills_defaults_and_keeps_extras(tmp_path: Path) -> None:
-    values = main_entry_point(tmp_path).validate({"data": "/scratch/d", "seed": 7, "alpha": 0.5})
+    values = main_entry_point(tmp_path).validate(
+        {"data": "/scratch/d", "seed": 7, "alpha": 0.5}, allow_undeclared=True
+    )
     assert values == {
         "alpha": "0.5",
         "epochs": "10",
@@ -274,6 +276,19 @@ def test_validate_fills_defaults_and_keeps_extras(tmp_path: Path) -> None:
         "model": "s3://bucket/model",
         "seed": "7",
     }
+
+
+def test_an_undeclared_parameter_is_refused_naming_the_closest(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        main_entry_point(tmp_path).validate({"data": "/d", "alhpa": 0.5})
+    message = str(info.value)
+    assert "parameter 'alhpa' is not declared (did you mean 'alpha'?" in message
+    assert "--allow-undeclared-params" in message
+    assert "\n" not in message
+
+
+def test_an_entry_point_without_declared_parameters_takes_any(tmp_path: Path) -> None:
+    assert EntryPoint("main", "python t.py").validate({"x": 1}) == {"x": "1"}
 
 
 def test_missing_parameters_are_listed_in_one_error() -> None:
@@ -326,7 +341,8 @@ def test_all_problems_come_together(tmp_path: Path) -> None:
 
 def test_values_of_every_kind_become_text(tmp_path: Path) -> None:
     values = main_entry_point(tmp_path).validate(
-        {"alpha": 1, "epochs": " 3 ", "data": tmp_path / "d", "flag": False}
+        {"alpha": 1, "epochs": " 3 ", "data": tmp_path / "d", "flag": False},
+        allow_undeclared=True,
     )
     assert (values["alpha"], values["epochs"], values["data"]) == ("1", " 3 ", str(tmp_path / "d"))
     assert values["flag"] == "False"  # str(), as MLflow
@@ -343,7 +359,9 @@ def test_parameter_checks_its_own_type_and_default() -> None:
 
 
 def test_render_quotes_values_and_appends_extras(tmp_path: Path) -> None:
-    line = main_entry_point(tmp_path).render({"data": "my data", "tag": "a'b", "x y": "$z"})
+    line = main_entry_point(tmp_path).render(
+        {"data": "my data", "tag": "a'b", "x y": "$z"}, allow_undeclared=True
+    )
     assert line == (
         "python train.py --alpha 0.1 --epochs 10 --data 'my data' --tag 'a'\"'\"'b' --'x y' '$z'"
     )
@@ -361,7 +379,7 @@ def test_render_matches_mlflow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     for value in HOSTILE:
         params = {"data": value, "tag": value, "extra": value, "x y": value}
         expected = theirs.get_entry_point("main").compute_command(params, None)
-        assert ours.entry_point("main").render(params) == expected
+        assert ours.entry_point("main").render(params, allow_undeclared=True) == expected
         expected = theirs.get_entry_point("train.py").compute_command({"v": value}, None)
         assert ours.entry_point("train.py").render({"v": value}) == expected
 
@@ -371,7 +389,8 @@ def test_hostile_values_reach_the_program_unchanged(value: str) -> None:
     entry_point = EntryPoint(
         "main", ARGV_COMMAND, {"a": Parameter("a"), "b": Parameter("b", default="d")}
     )
-    line = entry_point.render({"a": value, "b": value, "extra": value, value or "e": "v"})
+    params = {"a": value, "b": value, "extra": value, value or "e": "v"}
+    line = entry_point.render(params, allow_undeclared=True)
     argv = run_argv(line)
     assert argv == [value, "--b", value, "--extra", value, f"--{value or 'e'}", "v"]
 

@@ -30,6 +30,9 @@ def schema() -> None:
 @app.command()
 def check(
     file: Annotated[Path, typer.Argument(help="The backend config file (JSON or YAML).")],
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the normalised config as JSON.")
+    ] = False,
 ) -> None:
     """Validate a backend configuration file and summarise what the run would ask for."""
     from mantik._exceptions import ConfigurationError
@@ -39,6 +42,9 @@ def check(
         config = load_backend_config(file)
     except ConfigurationError as exc:
         fail(str(exc))  # fail() escapes markup: the message quotes the user's values
+    if as_json:
+        typer.echo(json.dumps({"file": str(file), "valid": True, "config": config.to_wire()}))
+        return
     typer.echo(f"{file} is valid")
     typer.echo(_summary(config))
 

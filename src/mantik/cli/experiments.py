@@ -1,4 +1,5 @@
-"""``mantik experiments share``: give another user access to an experiment you manage."""
+"""``mantik experiments list|share``: the experiments you may see; give another user access
+to an experiment you manage."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Annotated
 import typer
 
 from mantik.cli import _sharing
+from mantik.cli._output import out
 
 app = typer.Typer(help="Work with experiments on the platform.", no_args_is_help=True)
 
@@ -19,3 +21,33 @@ def share(
 ) -> None:
     """Share an experiment you manage with another user."""
     _sharing.share("experiment", experiment, user, permission)
+
+
+@app.command("list")
+def list_(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """List the experiments you may see (yours and those shared with you)."""
+    import json
+
+    import mantik
+
+    mantik.init_tracking()
+    from mlflow import MlflowClient
+
+    rows = [
+        {"experiment_id": e.experiment_id, "name": e.name, "lifecycle_stage": e.lifecycle_stage}
+        for e in MlflowClient().search_experiments()
+    ]
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        out.print("No experiments.")
+        return
+    from rich.table import Table
+
+    table = Table("id", "name", box=None, header_style="bold")
+    for row in rows:
+        table.add_row(row["experiment_id"], row["name"])
+    out.print(table)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Annotated
 
 import typer
 
@@ -24,6 +25,26 @@ app.add_typer(config.app, name="config")
 app.add_typer(project.app, name="project")
 app.add_typer(runs.app, name="runs")
 auth.register(app)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from mantik._version import __version__
+
+        typer.echo(f"mantik {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """mantik: tracked ML experiments and MLflow projects on HPC systems."""
 
 
 def main() -> None:

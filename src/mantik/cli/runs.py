@@ -92,6 +92,14 @@ def submit(
         list[str] | None,
         typer.Option("--param", "-P", help="Entry point parameter name=value (repeatable)."),
     ] = None,
+    allow_undeclared_params: Annotated[
+        bool,
+        typer.Option(
+            "--allow-undeclared-params",
+            help="Pass parameters the entry point does not declare on as --name value "
+            "(MLflow's behaviour); without it they are refused.",
+        ),
+    ] = False,
     entry_point: Annotated[str, typer.Option(help="MLproject entry point.")] = "main",
     run_name: Annotated[str | None, typer.Option(help="Name of the MLflow run.")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Wait until the run ends.")] = False,
@@ -118,6 +126,7 @@ def submit(
             run_name=run_name,
             progress=bars.upload if bars else None,
             hash_progress=bars.hashing if bars else None,
+            allow_undeclared_params=allow_undeclared_params,
         )
     if not (wait or follow):
         _emit(asdict(submitted), as_json, lambda: _submitted_line(submitted))

@@ -219,6 +219,7 @@ class ComputeBackendClient:
         *,
         progress: UploadProgress | None = None,
         hash_progress: UploadProgress | None = None,
+        allow_undeclared_params: bool = False,
     ) -> SubmittedRun:
         """Validate the project locally, upload it, and start it as a tracked run.
 
@@ -231,6 +232,11 @@ class ComputeBackendClient:
         A local ``SingularityImage`` (or one built from the MLproject's ``docker_env`` with
         Apptainer) travels on its own, identified by its sha256: the platform keeps one copy
         per site, so an image it already holds is not sent again.
+
+        A parameter the entry point does not declare is refused before anything is sent
+        (the message names the closest declared one), unless ``allow_undeclared_params``
+        passes it on to the command as ``--name value``, as MLflow does. Entry points that
+        declare no parameters (``.py``/``.sh`` files) always pass them on.
         """
         project_dir = Path(mlproject_path).expanduser().resolve()
         config_relative = Path(backend_config_path)
@@ -254,6 +260,7 @@ class ComputeBackendClient:
             run_name,
             progress=progress,
             hash_progress=hash_progress,
+            allow_undeclared_params=allow_undeclared_params,
         )
 
     def submit_project(
@@ -267,12 +274,15 @@ class ComputeBackendClient:
         *,
         progress: UploadProgress | None = None,
         hash_progress: UploadProgress | None = None,
+        allow_undeclared_params: bool = False,
     ) -> SubmittedRun:
         """Like :meth:`submit_run`, with the backend config already in memory."""
         project_dir = Path(mlproject_path).expanduser().resolve()
         project = load_project(project_dir)
         parameters = dict(mlflow_parameters or {})
-        project.entry_point(entry_point).validate(parameters)  # fail before any upload
+        project.entry_point(entry_point).validate(  # fail before any upload
+            parameters, allow_undeclared=allow_undeclared_params
+        )
         self._check_unicore(config)
         image_path = _images.image_to_send(config, project)
         exclude = list(config.exclude)
@@ -295,6 +305,7 @@ class ComputeBackendClient:
                 run_name,
                 _SubmitAttempt(uuid.uuid4().hex, report),
                 image,
+                allow_undeclared_params,
             )
         finally:
             archive.unlink(missing_ok=True)
@@ -382,6 +393,7 @@ class ComputeBackendClient:
         run_name: str | None,
         attempt: _SubmitAttempt,
         image: _Image | None,
+        allow_undeclared_params: bool,
     ) -> SubmittedRun:
         data = {
             "entry_point": entry_point,
@@ -390,6 +402,8 @@ class ComputeBackendClient:
         }
         if run_name:
             data["run_name"] = run_name
+        if allow_undeclared_params:
+            data["allow_undeclared_params"] = "true"
         if self.unicore_project:
             data["unicore_project"] = self.unicore_project
         if config.unicore_api_url and self.unicore_username and self._unicore_password:

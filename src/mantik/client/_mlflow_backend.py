@@ -77,8 +77,13 @@ class MantikBackend(AbstractBackend):
                 os.environ[_env.TRACKING_URI] = tracking_uri
             init_tracking()  # MLflow itself talks to the platform around this call
             client = ComputeBackendClient.from_env()
-            submitted = client.submit_project(
-                experiment_id, params, path, _config(backend_config), entry_point or "main"
+            submitted = client.submit_project(  # undeclared params pass on, as in MLflow
+                experiment_id,
+                params,
+                path,
+                _config(backend_config),
+                entry_point or "main",
+                allow_undeclared_params=True,
             )
         except MantikError as exc:
             raise ExecutionException(str(exc)) from exc

@@ -3,8 +3,10 @@
 MLflow's parser (``mlflow.projects._project_spec``) is private, so we keep our own with the
 same behaviour: the ``MLproject`` file is found case-insensitively (a project without one
 runs ``.py``/``.sh`` files directly), parameters are typed (float, int, string, path, uri)
-with optional defaults, undeclared parameters are kept, and a command is rendered with
-``str.format`` over ``shlex.quote``-d values plus ``--name value`` for the extras.
+with optional defaults, and a command is rendered with ``str.format`` over
+``shlex.quote``-d values plus ``--name value`` for undeclared parameters. Unlike MLflow, an
+entry point that declares parameters refuses undeclared ones (naming the closest declared
+one) unless they are allowed explicitly; scripts without an MLproject entry take any.
 
 - :mod:`.model`: a project, its entry points and typed parameters; rendering a command
 - :mod:`.loading`: finding and reading the ``MLproject`` file, every mistake named

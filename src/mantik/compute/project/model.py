@@ -3,6 +3,7 @@ string, path, uri), validated and rendered into a shell command line."""
 
 from __future__ import annotations
 
+import difflib
 import os
 import shlex
 import string
@@ -57,8 +58,12 @@ class EntryPoint:
 
     >>> ep = EntryPoint("main", "python train.py --alpha {alpha}",
     ...                 {"alpha": Parameter("alpha", "float", "0.1")})
-    >>> ep.render({"alpha": 0.5, "seed": 3})
+    >>> ep.render({"alpha": 0.5, "seed": 3}, allow_undeclared=True)
     'python train.py --alpha 0.5 --seed 3'
+
+    An entry point that declares parameters refuses undeclared ones (a typo would reach
+    the program as an unknown option) unless ``allow_undeclared`` passes them on as
+    ``--name value``, as MLflow does; one that declares none always passes them on.
     """
 
     name: str
@@ -68,13 +73,17 @@ class EntryPoint:
     def __post_init__(self) -> None:
         _check_command(self.name, self.command, self.parameters)
 
-    def validate(self, params: Mapping[str, object]) -> dict[str, str]:
+    def validate(
+        self, params: Mapping[str, object], *, allow_undeclared: bool = False
+    ) -> dict[str, str]:
         """Declared parameters (defaults filled in) then extra ones, as text.
 
-        Every problem (missing values, values not of the declared type) is reported in
-        one :class:`ConfigurationError`.
+        Every problem (missing values, values not of the declared type, undeclared names
+        unless ``allow_undeclared``) is reported in one :class:`ConfigurationError`.
         """
         problems: list[str] = []
+        if self.parameters and not allow_undeclared:
+            problems += [self._undeclared(key) for key in params if key not in self.parameters]
         given: dict[str, str] = {}
         for key, value in params.items():
             text = _as_text(key, value, problems)
@@ -100,11 +109,21 @@ class EntryPoint:
             raise ConfigurationError(_problem_message(f"entry point {shown(self.name)}", problems))
         return values
 
-    def render(self, params: Mapping[str, object]) -> str:
+    def _undeclared(self, key: object) -> str:
+        close = difflib.get_close_matches(str(key), list(self.parameters), n=1)
+        hint = f"did you mean {shown(close[0])}? " if close else ""
+        declared = ", ".join(self.parameters)
+        return (
+            f"parameter {shown(key)} is not declared ({hint}declared: {declared}; "
+            "--allow-undeclared-params or allow_undeclared_params=True passes it on as "
+            "--name value)"
+        )
+
+    def render(self, params: Mapping[str, object], *, allow_undeclared: bool = False) -> str:
         """The shell command line, safe to run with ``bash -c``; values reach the program
         unchanged whatever characters they hold.
         """
-        values = self.validate(params)
+        values = self.validate(params, allow_undeclared=allow_undeclared)
         quoted = {name: shlex.quote(values[name]) for name in self.parameters}
         words = [self.command.format(**quoted)]
         words += [

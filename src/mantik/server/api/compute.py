@@ -194,6 +194,8 @@ async def submit(
     run_name: Annotated[str | None, Form(max_length=250)] = None,
     # sha256 of an image already in the site's cache (PUT /compute-backend/images/{sha256}).
     image_digest: Annotated[str | None, Form(max_length=128)] = None,
+    # MLflow's pass-through of parameters the entry point does not declare (else a 400).
+    allow_undeclared_params: Annotated[bool, Form()] = False,
     # Accepted for mantik 0.1.x clients; credentials are used per request, never stored.
     unicore_user: Annotated[str | None, Form(max_length=256)] = None,
     unicore_password: Annotated[str | None, Form(max_length=1024)] = None,
@@ -242,6 +244,7 @@ async def submit(
             ),
             image_digest=image_digest or None,
             archive_sha256=digest,
+            allow_undeclared_params=allow_undeclared_params,
         )
         done, replayed = await run_in_threadpool(service.submit, user.username, submission, key)
     if replayed:

@@ -37,6 +37,7 @@ class Submission:
     credentials: SiteCredentials | None = None  # used for this request only
     image_digest: str | None = None  # sha256 of an image in the site's image cache
     archive_sha256: str = ""  # of the uploaded project (what makes a retry the same one)
+    allow_undeclared_params: bool = False  # pass them on as --name value, as MLflow does
 
 
 @dataclass(frozen=True)
@@ -114,7 +115,9 @@ def prepare(submission: Submission, staging: Path, max_unpacked_bytes: int) -> P
     try:
         project = load_project(project_dir, shown_as="the project")
         entry = project.entry_point(submission.entry_point)
-        command = entry.render(submission.parameters)
+        command = entry.render(
+            submission.parameters, allow_undeclared=submission.allow_undeclared_params
+        )
     except ConfigurationError as exc:
         raise InvalidSubmission(str(exc)) from exc
     return Prepared(config, command, entry.name, project_dir)

@@ -45,7 +45,7 @@ def checked_key(key: str | None) -> str | None:
 
 def fingerprint(submission: Submission, archive_sha256: str) -> str:
     """What makes two submissions the same one (credentials aside: they are not kept)."""
-    facts = {
+    facts: dict[str, object] = {
         "experiment_id": submission.experiment_id,
         "entry_point": submission.entry_point,
         "parameters": {str(k): str(v) for k, v in submission.parameters.items()},
@@ -56,6 +56,8 @@ def fingerprint(submission: Submission, archive_sha256: str) -> str:
         "image_digest": submission.image_digest,
         "archive": archive_sha256,
     }
+    if submission.allow_undeclared_params:  # absent otherwise: earlier keys stay valid
+        facts["allow_undeclared_params"] = True
     canonical = json.dumps(facts, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
 

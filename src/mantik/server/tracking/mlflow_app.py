@@ -30,8 +30,14 @@ BOOTSTRAP_ADMIN = "_mantik_bootstrap"
 @contextmanager
 def _quiet_imports() -> Iterator[None]:
     """MLflow's server modules warn on import about things we cannot change."""
+    from starlette.exceptions import StarletteDeprecationWarning  # a UserWarning
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
+        # mlflow.server.fastapi_app imports starlette.middleware.wsgi (and replaces it).
+        warnings.filterwarnings(
+            "ignore", "starlette.middleware.wsgi is deprecated", StarletteDeprecationWarning
+        )
         yield
 
 
