@@ -132,3 +132,50 @@ def test_signing_out_ends_that_sign_ins_access_token(
         assert bearer.status_code == 401
     # The user's other sign-in (another device) is not touched.
     assert _answers(sqlite_platform, other["AccessToken"], signed_in["cookie"]) == {200}
+
+
+def test_parallel_sign_outs_of_one_sign_in_all_succeed(platform: PlatformProcess) -> None:
+    """Before, two sign-outs of the same sign-in at once both inserted its revocation: the
+    loser's primary-key violation was a 500 (a browser tab and the CLI signing out)."""
+    user = platform.new_user("signouts")
+    for _ in range(SIGN_OUT_ROUNDS):
+        _sign_out_in_parallel(platform, user)
+
+
+SIGN_OUT_ROUNDS = 5  # a race: each round is one more chance for it
+
+
+def _sign_out_in_parallel(platform: PlatformProcess, user: tuple[str, str]) -> None:
+    tokens = sign_in(platform, user)
+    body = {"username": user[0], "refresh_token": tokens["RefreshToken"]}
+    cookie = platform.session_cookie(user)
+
+    def sign_out_by_token(_: int) -> int:
+        return post(platform, "/api/mantik/tokens/revoke", body).status_code
+
+    def sign_out_in_browser(_: int) -> int:
+        return httpx.post(
+            f"{platform.url}/logout",
+            cookies={"mantik_session": cookie},
+            headers={"Origin": platform.url},
+        ).status_code
+
+    for sign_out, expected in ((sign_out_by_token, 204), (sign_out_in_browser, 303)):
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(sign_out, range(16)))
+        assert answers == [expected] * 16
+    for _ in range(TRIES):
+        assert (
+            httpx.get(
+                platform.url + SEARCH,
+                params={"max_results": 1},
+                headers={"Authorization": f"Bearer {tokens['AccessToken']}"},
+            ).status_code
+            == 401
+        )
+        assert (
+            httpx.get(
+                platform.url + SEARCH, params={"max_results": 1}, cookies={"mantik_session": cookie}
+            ).status_code
+            == 401
+        )

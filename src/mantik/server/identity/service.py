@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from mantik.server import change_stamp
 from mantik.server.db import Database
-from mantik.server.identity import errors, passwords
+from mantik.server.identity import errors, passwords, revocations
 from mantik.server.identity.throttle import SignInThrottle
 from mantik.server.identity.tokens import TokenService, hash_refresh_token, new_refresh_token
 from mantik.server.models import RefreshToken, RevokedToken, User, utcnow
@@ -172,10 +172,7 @@ class IdentityService:
         now = utcnow()
         with self.db.session() as session:
             session.execute(delete(RevokedToken).where(RevokedToken.expires_at < now))
-            if session.get(RevokedToken, token_id) is None:
-                session.add(
-                    RevokedToken(jti=token_id, expires_at=datetime.fromtimestamp(expires_at, UTC))
-                )
+            revocations.record(session, token_id, datetime.fromtimestamp(expires_at, UTC))
         self.changes.bump()
 
     def is_revoked(self, *token_ids: str | None) -> bool:
@@ -328,6 +325,5 @@ class IdentityService:
             .where(RefreshToken.family == family, RefreshToken.revoked_at.is_(None))
             .values(revoked_at=now)
         )
-        if session.get(RevokedToken, family) is None:
-            lifetime = timedelta(minutes=self.settings.access_token_minutes)
-            session.add(RevokedToken(jti=family, expires_at=now + lifetime))
+        lifetime = timedelta(minutes=self.settings.access_token_minutes)
+        revocations.record(session, family, now + lifetime)
