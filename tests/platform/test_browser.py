@@ -16,7 +16,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from tests.support.platform import PlatformProcess
+from tests.support.platform import PlatformProcess, unique
 
 pytestmark = pytest.mark.browser
 
@@ -200,6 +200,29 @@ def test_first_sign_in_password_change_ui_and_sign_out(
     assert replay.status_code == 401
     page.goto(platform.url + "/")
     wait_at(page, platform, "/login", {"next": "/"})
+
+
+def test_a_deep_link_survives_sign_in(sqlite_platform: PlatformProcess, page: Page) -> None:
+    """Before, /login?next=/#/experiments/… landed on Home: the fragment never reaches the
+    server, and the sign-in form posted only what the server had seen."""
+    platform = sqlite_platform
+    user = platform.new_user("deeplink")
+    experiment = create_experiment(platform, user, unique("deep-link"))
+    created = httpx.post(
+        f"{platform.url}/api/2.0/mlflow/runs/create",
+        json={"experiment_id": experiment, "run_name": "the-linked-run"},
+        headers=bearer(platform, user),
+        timeout=30,
+    )
+    assert created.status_code == 200, created.text
+    run_id = created.json()["run"]["info"]["run_id"]
+    route = f"/experiments/{experiment}/runs/{run_id}"
+
+    page.goto(f"{platform.url}/#{route}")  # a link from a mail or a chat, signed out
+    wait_at(page, platform, "/login", {"next": "/"})
+    sign_in(page, *user)
+    page.wait_for_url(f"{platform.url}/#{route}", timeout=UI_TIMEOUT_MS)
+    expect(page.get_by_text("the-linked-run").first).to_be_visible(timeout=UI_TIMEOUT_MS)
 
 
 def test_login_errors_and_no_open_redirect(sqlite_platform: PlatformProcess, page: Page) -> None:

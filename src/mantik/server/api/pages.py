@@ -38,6 +38,15 @@ color:#fff;border:0;border-radius:4px}.error{color:#b00020}.hint{color:#555;font
 """
 
 
+# The fragment of a deep link (the MLflow UI's route: #/experiments/2/runs/…) never reaches
+# the server; the page carries it into the form, so that sign-in lands where the link led.
+_CARRY_FRAGMENT = (
+    "<script>(function(){var next=document.querySelector('input[name=next]');"
+    "if(next&&location.hash&&next.value.indexOf('#')<0){next.value+=location.hash;}})();"
+    "</script>"
+)
+
+
 def _page(title: str, body: str, status_code: int = 200) -> HTMLResponse:
     html = (
         f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{escape(title)} · "
@@ -70,6 +79,7 @@ def _login_form(next_url: str, username: str = "", error: str = "") -> str:
         + _field("Username", "username", value=username, auto="username")
         + _field("Password", "password", "password", auto="current-password")
         + "<button type=submit>Sign in</button></form>"
+        + _CARRY_FRAGMENT
     )
 
 
@@ -127,6 +137,7 @@ def _new_password_form(username: str, next_url: str, error: str = "") -> str:
         + _field("New password", "new_password", "password", auto="new-password")
         + _field("Repeat new password", "new_password2", "password", auto="new-password")
         + "<button type=submit>Set password</button></form>"
+        + _CARRY_FRAGMENT
     )
 
 
