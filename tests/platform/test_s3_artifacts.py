@@ -321,3 +321,40 @@ def test_a_model_version_cannot_point_into_another_users_run_in_s3(
         },
     )
     assert served.status_code == 200 and served.content == SECRET
+
+
+def test_a_multipart_path_that_names_no_file_is_refused(
+    s3_platform: PlatformProcess,
+    prefix: str,
+    s3_store: S3Store,
+    alice: tuple[str, str],
+    multipart: int,
+) -> None:
+    """MLflow stores a part-wise upload under the last segment of the body's ``path``.
+    Before, ``..``, ``.`` or a backslash path were a 500 and ``dir/`` left a stray object
+    named like the folder; each is a 400 now, and nothing reaches the bucket."""
+    with mlflow.start_run() as run:
+        pass
+    owner = s3_platform.client(alice)
+    folder = f"{run.info.experiment_id}/{run.info.run_id}/artifacts"
+    for bad in ("..", ".", "data/..", "dir/", "", "a\\..\\b", "..\\x"):
+        for step, extra in (
+            ("create", {"num_parts": 1}),
+            ("complete", {"upload_id": "x", "parts": []}),
+            ("abort", {"upload_id": "x"}),
+        ):
+            answer = owner.post(f"{PROXY}/mpu/{step}/{folder}", json={"path": bad, **extra})
+            assert answer.status_code == 400, (bad, step, answer.text)
+            assert answer.json()["error_code"] == "INVALID_PARAMETER_VALUE", answer.text
+    assert s3_store.keys(run_key(prefix, run, "")) == []
+    uploads = s3_store.client().list_multipart_uploads(Bucket=s3_store.bucket, Prefix=prefix)
+    assert uploads.get("Uploads", []) == []
+    # The client's own local path (what MLflow's client sends) is fine, a Windows one too.
+    for local in ("/home/alice/big.bin", "C:\\Users\\alice\\big.bin"):
+        fine = owner.post(f"{PROXY}/mpu/create/{folder}", json={"path": local, "num_parts": 1})
+        assert fine.status_code == 200, fine.text
+        aborted = owner.post(
+            f"{PROXY}/mpu/abort/{folder}",
+            json={"path": local, "upload_id": fine.json()["upload_id"]},
+        )
+        assert aborted.status_code == 200, aborted.text

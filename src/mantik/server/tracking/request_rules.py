@@ -15,6 +15,8 @@ from urllib.parse import unquote
 
 _API = re.compile(r"^/(?:api|ajax-api)/[23]\.0/")
 _ARTIFACT_PROXY = re.compile(r"^/(?:api|ajax-api)/2\.0/mlflow-artifacts/")
+# Part-wise uploads: the small JSON body's `path` is the client's file; MLflow keeps its name.
+_MULTIPART = re.compile(r"^/(?:api|ajax-api)/2\.0/mlflow-artifacts/mpu/(?:create|complete|abort)/")
 # Registry calls whose name becomes a permission key: `*` there is MLflow's wildcard grant.
 _NAMING = re.compile(r"^/(?:api|ajax-api)/2\.0/mlflow/registered-models/(?:create|rename)$")
 _MODEL_TAGS = re.compile(r"^/(?:api|ajax-api)/2\.0/mlflow/registered-models/(?:set|delete)-tag$")
@@ -73,6 +75,25 @@ def _has_dot_segment(path: str) -> bool:
     )
 
 
+def _check_multipart_file(request: Any) -> None:
+    """MLflow stores a part-wise upload under the last segment of the body's ``path``:
+    that segment must be a file name (``..``, ``.``, ``a\\..\\b`` were a 500, a trailing
+    ``/`` an object named like its folder)."""
+    if (request.content_length or 0) > MAX_JUDGED_BODY:
+        raise Refusal(413, "INVALID_PARAMETER_VALUE", "The request body is too large.")
+    try:
+        body = json.loads(request.get_data(cache=True) or b"null")
+    except ValueError:
+        raise Refusal(400, "INVALID_PARAMETER_VALUE", "The body must be JSON.") from None
+    value = body.get("path") if isinstance(body, dict) else None
+    # A Windows client's own path (C:\Users\…\big.bin) stays acceptable.
+    parts = value.rsplit("/", 1)[-1].split("\\") if isinstance(value, str) else [""]
+    if parts[-1] in ("", ".", "..") or any(p in (".", "..") or "\0" in p for p in parts):
+        raise Refusal(
+            400, "INVALID_PARAMETER_VALUE", "'path' must end in a file name, without '.' or '..'."
+        )
+
+
 def check(request: Any, body: Any, is_admin: Callable[[], bool]) -> None:
     """Raise :class:`Refusal` for a request shape no honest client sends."""
     path: str = request.path
@@ -80,6 +101,8 @@ def check(request: Any, body: Any, is_admin: Callable[[], bool]) -> None:
         raise Refusal(
             400, "INVALID_PARAMETER_VALUE", "Artifact paths may not contain '.', '..' or '//'."
         )
+    if _MULTIPART.match(path):
+        _check_multipart_file(request)
     for name in _PATH_PARAMS:
         for value in request.args.getlist(name):
             if _has_dot_segment(value):
