@@ -346,6 +346,10 @@ def test_a_multipart_path_that_names_no_file_is_refused(
             answer = owner.post(f"{PROXY}/mpu/{step}/{folder}", json={"path": bad, **extra})
             assert answer.status_code == 400, (bad, step, answer.text)
             assert answer.json()["error_code"] == "INVALID_PARAMETER_VALUE", answer.text
+    # Dot segments anywhere in the URL, before the run's artifacts/ too.
+    dotted = f"{run.info.experiment_id}/{run.info.run_id}/%2e%2e/{run.info.run_id}/artifacts"
+    answer = owner.post(f"{PROXY}/mpu/create/{dotted}/d", json={"path": "x.bin", "num_parts": 1})
+    assert answer.status_code == 400, answer.text
     assert s3_store.keys(run_key(prefix, run, "")) == []
     uploads = s3_store.client().list_multipart_uploads(Bucket=s3_store.bucket, Prefix=prefix)
     assert uploads.get("Uploads", []) == []

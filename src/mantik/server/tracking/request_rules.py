@@ -97,7 +97,7 @@ def _check_multipart_file(request: Any) -> None:
 def check(request: Any, body: Any, is_admin: Callable[[], bool]) -> None:
     """Raise :class:`Refusal` for a request shape no honest client sends."""
     path: str = request.path
-    if _ARTIFACT_PROXY.match(path) and _has_dot_segment(path.split("/artifacts/", 1)[-1]):
+    if _ARTIFACT_PROXY.match(path) and _has_dot_segment(path.split("/mlflow-artifacts/", 1)[-1]):
         raise Refusal(
             400, "INVALID_PARAMETER_VALUE", "Artifact paths may not contain '.', '..' or '//'."
         )
