@@ -12,12 +12,11 @@ import json
 import os
 import secrets
 import shutil
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
-
-import socket
 
 import httpx
 
