@@ -225,6 +225,27 @@ def test_a_deep_link_survives_sign_in(sqlite_platform: PlatformProcess, page: Pa
     expect(page.get_by_text("the-linked-run").first).to_be_visible(timeout=UI_TIMEOUT_MS)
 
 
+def test_the_ui_has_a_sign_out(sqlite_platform: PlatformProcess, page: Page) -> None:
+    """Before, signing out meant typing /logout; the MLflow UI now shows a Sign out."""
+    platform = sqlite_platform
+    user = platform.new_user("signout")
+    page.goto(f"{platform.url}/#/experiments")
+    wait_at(page, platform, "/login", {"next": "/"})
+    sign_in(page, *user)
+    wait_at(page, platform, "/")
+    stolen = session_cookies(page)[0]["value"]
+    button = page.get_by_role("button", name="Sign out")
+    expect(button).to_be_visible(timeout=UI_TIMEOUT_MS)
+    button.click()
+    wait_at(page, platform, "/login")
+    assert session_cookies(page) == []
+    replay = httpx.get(
+        platform.url + "/api/2.0/mlflow/experiments/search?max_results=1",
+        cookies={"mantik_session": stolen},
+    )
+    assert replay.status_code == 401
+
+
 def test_login_errors_and_no_open_redirect(sqlite_platform: PlatformProcess, page: Page) -> None:
     platform = sqlite_platform
     username, password = platform.new_user("c")

@@ -15,7 +15,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mantik import _mlflow_internals as mlflow_internals
 from mantik._version import __version__
-from mantik.server import change_stamp, logs
+from mantik.server import change_stamp, logs, ui_sign_out
 from mantik.server.api import compute, errors, identity, images, pages
 from mantik.server.compute.poller import start_background as start_poller
 from mantik.server.compute.service import ComputeService
@@ -112,6 +112,9 @@ class PlatformApp:
             return
         if route_rules.refused(path):
             await _refuse(send, 403, route_rules.refusal_message(path))
+            return
+        if ui_sign_out.is_ui_page(scope):
+            await ui_sign_out.with_sign_out(self.mlflow, scope, receive, send)
             return
         await self.mlflow(scope, receive, send)
 
