@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import pty
 import re
 import shutil
 import subprocess
@@ -16,6 +15,7 @@ from typing import Any
 import pytest
 
 from tests.support.platform import PlatformProcess
+from tests.support.terminal import run_on_a_terminal
 
 DEMO = Path(__file__).parents[2] / "examples" / "demo-project"
 CONFIG = "compute-backend-config.json"
@@ -145,28 +145,8 @@ def test_upload_progress_on_a_terminal(env: dict[str, str], demo: Path, tmp_path
         "--backend-config", str(demo / CONFIG),  # absolute, inside the project
         "--experiment-name", "cli-tty", "--entry-point", "fail",
     ]  # fmt: skip
-    primary, secondary = pty.openpty()
-    process = subprocess.Popen(
-        argv,
-        env={**env, "TERM": "xterm", "COLUMNS": "200"},
-        cwd=tmp_path,
-        stdin=subprocess.DEVNULL,
-        stdout=secondary,
-        stderr=secondary,
-    )
-    os.close(secondary)
-    output = b""
-    while True:
-        try:
-            chunk = os.read(primary, 4096)
-        except OSError:  # EIO: the child closed the terminal
-            break
-        if not chunk:
-            break
-        output += chunk
-    os.close(primary)
-    assert process.wait(timeout=60) == 0, output
-    text = output.decode(errors="replace")
+    code, text = run_on_a_terminal(argv, env, tmp_path)
+    assert code == 0, text
     assert "Uploading" in text
     assert re.search(r"[\d.]+/[\d.]+ kB", text), text
     assert "Submitted run" in text

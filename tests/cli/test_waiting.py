@@ -4,16 +4,14 @@ changes; while submitting, the image's hashing and the upload — on a terminal 
 from __future__ import annotations
 
 import json
-import os
-import pty
 import re
-import subprocess
 import sys
 from pathlib import Path
 
 from tests.cli.test_runs import Run, env, mantik  # noqa: F401  (fixtures)
 from tests.support import apptainer
 from tests.support.platform import PlatformProcess
+from tests.support.terminal import run_on_a_terminal
 
 MiB = 1024 * 1024
 
@@ -25,30 +23,6 @@ def _project(root: Path, command: str, config: dict[str, object]) -> Path:
     )
     (root / "backend.json").write_text(json.dumps(config))
     return root
-
-
-def _on_a_terminal(argv: list[str], variables: dict[str, str], cwd: Path) -> tuple[int, str]:
-    primary, secondary = pty.openpty()
-    process = subprocess.Popen(
-        argv,
-        env={**variables, "TERM": "xterm", "COLUMNS": "200"},
-        cwd=cwd,
-        stdin=subprocess.DEVNULL,
-        stdout=secondary,
-        stderr=secondary,
-    )
-    os.close(secondary)
-    output = b""
-    while True:
-        try:
-            chunk = os.read(primary, 4096)
-        except OSError:  # EIO: the child closed the terminal
-            break
-        if not chunk:
-            break
-        output += chunk
-    os.close(primary)
-    return process.wait(timeout=120), output.decode(errors="replace")
 
 
 def test_wait_prints_each_state_change_once_off_a_terminal(
@@ -94,7 +68,7 @@ def test_submit_wait_on_a_terminal_shows_hashing_upload_and_states(
         "--backend-config", "backend.json", "--experiment-name", "waiting-tty",
         "--wait", "--interval", "0.3",
     ]  # fmt: skip
-    code, text = _on_a_terminal(argv, env, tmp_path)
+    code, text = run_on_a_terminal(argv, env, tmp_path)
     assert code == 0, text
     assert "Hashing image" in text and "Uploading" in text, text
     assert re.search(r"run \w+ RUNNING on local", text), text

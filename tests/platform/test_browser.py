@@ -14,7 +14,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 
 from tests.support.platform import PlatformProcess, unique
 
@@ -124,6 +124,20 @@ def session_cookies(page: Page) -> list[dict[str, object]]:
     return [dict(c) for c in page.context.cookies() if c["name"] == "mantik_session"]
 
 
+def signs_out(page: Page, platform: PlatformProcess, button: Locator) -> None:
+    """Clicking ``button`` lands on /login without the cookie, and ends the session on the
+    server too: a copy of the cookie no longer opens anything."""
+    stolen = session_cookies(page)[0]["value"]
+    button.click()
+    wait_at(page, platform, "/login")
+    assert session_cookies(page) == []
+    replay = httpx.get(
+        platform.url + "/api/2.0/mlflow/experiments/search?max_results=1",
+        cookies={"mantik_session": stolen},
+    )
+    assert replay.status_code == 401
+
+
 def test_first_sign_in_password_change_ui_and_sign_out(
     sqlite_platform: PlatformProcess, page: Page
 ) -> None:
@@ -188,16 +202,8 @@ def test_first_sign_in_password_change_ui_and_sign_out(
 
     # Signing out (a POST from the /logout page) drops the cookie and ends the session on
     # the server too: a copy of the cookie no longer opens anything.
-    stolen = session_cookies(page)[0]["value"]
     page.goto(platform.url + "/logout")
-    page.get_by_role("button", name="Sign out").click()
-    wait_at(page, platform, "/login")
-    assert session_cookies(page) == []
-    replay = httpx.get(
-        platform.url + "/api/2.0/mlflow/experiments/search?max_results=1",
-        cookies={"mantik_session": stolen},
-    )
-    assert replay.status_code == 401
+    signs_out(page, platform, page.get_by_role("button", name="Sign out"))
     page.goto(platform.url + "/")
     wait_at(page, platform, "/login", {"next": "/"})
 
@@ -233,17 +239,9 @@ def test_the_ui_has_a_sign_out(sqlite_platform: PlatformProcess, page: Page) -> 
     wait_at(page, platform, "/login", {"next": "/"})
     sign_in(page, *user)
     wait_at(page, platform, "/")
-    stolen = session_cookies(page)[0]["value"]
     button = page.get_by_role("button", name="Sign out")
     expect(button).to_be_visible(timeout=UI_TIMEOUT_MS)
-    button.click()
-    wait_at(page, platform, "/login")
-    assert session_cookies(page) == []
-    replay = httpx.get(
-        platform.url + "/api/2.0/mlflow/experiments/search?max_results=1",
-        cookies={"mantik_session": stolen},
-    )
-    assert replay.status_code == 401
+    signs_out(page, platform, button)
 
 
 def test_login_errors_and_no_open_redirect(sqlite_platform: PlatformProcess, page: Page) -> None:
