@@ -1,13 +1,32 @@
-"""Turning errors into one clear line on stderr."""
+"""Turning errors into one clear line on stderr; data as JSON or for people."""
 
 from __future__ import annotations
 
-from typing import NoReturn
+import json
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, NoReturn
 
 from rich.console import Console
 
+if TYPE_CHECKING:
+    from rich.table import Table
+
 err = Console(stderr=True, highlight=False)
 out = Console(highlight=False)
+
+
+def emit(data: object, as_json: bool, human: Callable[[], str | Table]) -> None:
+    """``data`` as JSON for scripts, else the text or table ``human()`` makes."""
+    if as_json:
+        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+        sys.stdout.flush()
+        return
+    shown = human()
+    if isinstance(shown, str):
+        out.print(shown, soft_wrap=True, markup=False)
+    else:
+        out.print(shown)
 
 
 def fail(exc: BaseException | str, code: int = 1) -> NoReturn:

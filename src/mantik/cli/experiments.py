@@ -3,12 +3,15 @@ to an experiment you manage."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from mantik.cli import _sharing
-from mantik.cli._output import out
+from mantik.cli._output import emit
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 app = typer.Typer(help="Work with experiments on the platform.", no_args_is_help=True)
 
@@ -28,8 +31,6 @@ def list_(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """List the experiments you may see (yours and those shared with you)."""
-    import json
-
     import mantik
 
     mantik.init_tracking()
@@ -39,15 +40,15 @@ def list_(
         {"experiment_id": e.experiment_id, "name": e.name, "lifecycle_stage": e.lifecycle_stage}
         for e in MlflowClient().search_experiments()
     ]
-    if as_json:
-        typer.echo(json.dumps(rows, indent=2))
-        return
+    emit(rows, as_json, lambda: _table(rows))
+
+
+def _table(rows: list[dict[str, str]]) -> str | Table:
     if not rows:
-        out.print("No experiments.")
-        return
+        return "No experiments."
     from rich.table import Table
 
     table = Table("id", "name", box=None, header_style="bold")
     for row in rows:
         table.add_row(row["experiment_id"], row["name"])
-    out.print(table)
+    return table

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import datetime
@@ -16,7 +15,7 @@ import typer
 from typer.core import TyperGroup
 
 from mantik._exceptions import ConfigurationError
-from mantik.cli._output import err, fail, out
+from mantik.cli._output import emit, err, fail, out
 from mantik.cli._waiting import transfer_bars, watching
 from mantik.compute.states import JobState  # stdlib only: no server dependency
 
@@ -129,7 +128,7 @@ def submit(
             allow_undeclared_params=allow_undeclared_params,
         )
     if not (wait or follow):
-        _emit(asdict(submitted), as_json, lambda: _submitted_line(submitted))
+        emit(asdict(submitted), as_json, lambda: _submitted_line(submitted))
         return
     if not as_json:
         _say(_submitted_line(submitted), stderr=True)
@@ -142,7 +141,7 @@ def submit(
 def status(run_id: RunId, as_json: Json = False) -> None:
     """Show the state of a run."""
     info = _client().get_status(run_id)
-    _emit(asdict(info), as_json, lambda: _run_table(info))
+    emit(asdict(info), as_json, lambda: _run_table(info))
 
 
 @app.command()
@@ -169,7 +168,7 @@ def cancel(run_id: RunId, as_json: Json = False) -> None:
     """Cancel a run's job (the run ends KILLED)."""
     info = _client().cancel(run_id)
     ended = f"Run {run_id} has already ended ({info.run_status})."
-    _emit(asdict(info), as_json, lambda: ended if info.done else f"Cancelling run {run_id}.")
+    emit(asdict(info), as_json, lambda: ended if info.done else f"Cancelling run {run_id}.")
 
 
 @app.command("list")
@@ -182,7 +181,7 @@ def list_runs(
 ) -> None:
     """List your submitted runs, newest first."""
     runs = _client().list_runs(experiment_id, state.value if state else None)
-    _emit([asdict(r) for r in runs], as_json, lambda: _runs_table(runs))
+    emit([asdict(r) for r in runs], as_json, lambda: _runs_table(runs))
 
 
 @app.command(epilog=EXIT_CODES)
@@ -273,7 +272,7 @@ def _stream(client: ComputeBackendClient, run_id: str, interval: float, *, to_st
 
 
 def _finish(info: RunInfo, as_json: bool) -> None:
-    _emit(asdict(info), as_json, lambda: _run_table(info))
+    emit(asdict(info), as_json, lambda: _run_table(info))
     code = _EXIT.get(info.run_status, 1)
     if code and not as_json:
         hint = f"Run {info.run_id} {info.run_status}; see `mantik runs logs {info.run_id}`."
@@ -291,18 +290,6 @@ def _write(sink: Any, text: str) -> None:
 
 def _say(text: str, *, stderr: bool = False) -> None:
     (err if stderr else out).print(text, soft_wrap=True, markup=False)
-
-
-def _emit(data: object, as_json: bool, human: Callable[[], str | Table]) -> None:
-    """``data`` as JSON for scripts, else the text or table ``human()`` makes."""
-    if as_json:
-        _write(sys.stdout, json.dumps(data, indent=2) + "\n")
-        return
-    shown = human()
-    if isinstance(shown, str):
-        _say(shown)
-    else:
-        out.print(shown)
 
 
 def _submitted_line(submitted: SubmittedRun) -> str:
