@@ -170,6 +170,13 @@ def grant(
     assert response.status_code == 200, response.text
 
 
+def assert_nothing_reached_the_bucket(s3_store: S3Store, prefix: str, run: Any) -> None:
+    """No object of ``run`` and no part-wise upload begun under ``prefix``."""
+    assert s3_store.keys(run_key(prefix, run, "")) == []
+    uploads = s3_store.client().list_multipart_uploads(Bucket=s3_store.bucket, Prefix=prefix)
+    assert uploads.get("Uploads", []) == []
+
+
 def test_only_editors_of_the_run_may_upload_in_parts(
     s3_platform: PlatformProcess,
     prefix: str,
@@ -195,9 +202,7 @@ def test_only_editors_of_the_run_may_upload_in_parts(
             for base in (PROXY, "/ajax-api/2.0/mlflow-artifacts"):
                 refused = intruder.post(f"{base}/mpu/{step}/{folder}", json=payload)
                 assert refused.status_code == 403, (permission, step, base, refused.text)
-    assert s3_store.keys(run_key(prefix, run, "")) == []
-    uploads = s3_store.client().list_multipart_uploads(Bucket=s3_store.bucket, Prefix=prefix)
-    assert uploads.get("Uploads", []) == []
+    assert_nothing_reached_the_bucket(s3_store, prefix, run)
 
     # An editor of the experiment may (a new user: a grant is not changed by granting again).
     dave = s3_platform.new_user("dave")
@@ -350,9 +355,7 @@ def test_a_multipart_path_that_names_no_file_is_refused(
     dotted = f"{run.info.experiment_id}/{run.info.run_id}/%2e%2e/{run.info.run_id}/artifacts"
     answer = owner.post(f"{PROXY}/mpu/create/{dotted}/d", json={"path": "x.bin", "num_parts": 1})
     assert answer.status_code == 400, answer.text
-    assert s3_store.keys(run_key(prefix, run, "")) == []
-    uploads = s3_store.client().list_multipart_uploads(Bucket=s3_store.bucket, Prefix=prefix)
-    assert uploads.get("Uploads", []) == []
+    assert_nothing_reached_the_bucket(s3_store, prefix, run)
     # The client's own local path (what MLflow's client sends) is fine, a Windows one too.
     for local in ("/home/alice/big.bin", "C:\\Users\\alice\\big.bin"):
         fine = owner.post(f"{PROXY}/mpu/create/{folder}", json={"path": local, "num_parts": 1})

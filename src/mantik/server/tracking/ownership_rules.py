@@ -22,7 +22,7 @@ from typing import Any, Protocol
 from mantik import _mlflow_internals as mlflow_internals
 from mantik._naming import default_experiment_owner
 from mantik.server.tracking import permissions
-from mantik.server.tracking.request_rules import Refusal, Unread
+from mantik.server.tracking.request_rules import Refusal, body_fields
 
 _MLFLOW = r"^/(?:api|ajax-api)/2\.0/mlflow/"
 _CREATE_EXPERIMENT = re.compile(_MLFLOW + r"experiments/create$")
@@ -86,7 +86,7 @@ def check(request: Any, body: Any, username: str, lookups: Lookups = MLFLOW_LOOK
     """Raise :class:`Refusal` for a claim on what is not the caller's."""
     path: str = request.path
     if _CREATE_EXPERIMENT.match(path):
-        fields = _fields(body)
+        fields = body_fields(body)
         if _one(fields, "artifact_location", "artifactLocation"):
             raise Refusal(
                 400,
@@ -96,17 +96,9 @@ def check(request: Any, body: Any, username: str, lookups: Lookups = MLFLOW_LOOK
             )
         _reserved_name(_one(fields, "name"), username)
     elif _RENAME_EXPERIMENT.match(path):
-        _reserved_name(_one(_fields(body), "new_name", "newName"), username)
+        _reserved_name(_one(body_fields(body), "new_name", "newName"), username)
     elif _CREATE_VERSION.match(path):
-        _model_version_source(_fields(body), username, lookups)
-
-
-def _fields(body: Any) -> dict[str, Any]:
-    if isinstance(body, Unread):
-        raise Refusal(400, "INVALID_PARAMETER_VALUE", "The request body is too large.")
-    if not isinstance(body, dict):
-        raise Refusal(400, "INVALID_PARAMETER_VALUE", "The request body must be a JSON object.")
-    return body
+        _model_version_source(body_fields(body), username, lookups)
 
 
 def _one(fields: dict[str, Any], *spellings: str) -> str | None:

@@ -35,7 +35,8 @@ class Refusal(Exception):
         self.message = message
 
 
-# Uploads (the artifact proxy) are never parsed; REST bodies beyond this are not judged.
+# Uploads (the artifact proxy, but for the small JSON of part-wise uploads) are never
+# parsed; REST bodies beyond this are not judged.
 MAX_JUDGED_BODY = 16 * 1024 * 1024
 
 
@@ -49,7 +50,8 @@ UNREAD = Unread()
 def mlflow_body(request: Any) -> Any:
     """The body as MLflow's handlers parse it: JSON whatever the Content-Type, and once more
     if a legacy client double-encoded it. Flask's parsed-JSON cache is left alone."""
-    if not _API.match(request.path) or _ARTIFACT_PROXY.match(request.path):
+    path = request.path
+    if not _API.match(path) or (_ARTIFACT_PROXY.match(path) and not _MULTIPART.match(path)):
         return UNREAD
     if (request.content_length or 0) > MAX_JUDGED_BODY:
         return UNREAD
@@ -75,17 +77,20 @@ def _has_dot_segment(path: str) -> bool:
     )
 
 
-def _check_multipart_file(request: Any) -> None:
+def body_fields(body: Any) -> dict[str, Any]:
+    """The JSON object of a judged body (see :func:`mlflow_body`), or a :class:`Refusal`."""
+    if isinstance(body, Unread):
+        raise Refusal(400, "INVALID_PARAMETER_VALUE", "The request body is too large.")
+    if not isinstance(body, dict):
+        raise Refusal(400, "INVALID_PARAMETER_VALUE", "The request body must be a JSON object.")
+    return body
+
+
+def _check_multipart_file(body: Any) -> None:
     """MLflow stores a part-wise upload under the last segment of the body's ``path``:
     that segment must be a file name (``..``, ``.``, ``a\\..\\b`` were a 500, a trailing
     ``/`` an object named like its folder)."""
-    if (request.content_length or 0) > MAX_JUDGED_BODY:
-        raise Refusal(413, "INVALID_PARAMETER_VALUE", "The request body is too large.")
-    try:
-        body = json.loads(request.get_data(cache=True) or b"null")
-    except ValueError:
-        raise Refusal(400, "INVALID_PARAMETER_VALUE", "The body must be JSON.") from None
-    value = body.get("path") if isinstance(body, dict) else None
+    value = body_fields(body).get("path")
     # A Windows client's own path (C:\Users\…\big.bin) stays acceptable.
     parts = value.rsplit("/", 1)[-1].split("\\") if isinstance(value, str) else [""]
     if parts[-1] in ("", ".", "..") or any(p in (".", "..") or "\0" in p for p in parts):
@@ -102,7 +107,7 @@ def check(request: Any, body: Any, is_admin: Callable[[], bool]) -> None:
             400, "INVALID_PARAMETER_VALUE", "Artifact paths may not contain '.', '..' or '//'."
         )
     if _MULTIPART.match(path):
-        _check_multipart_file(request)
+        _check_multipart_file(body)
     for name in _PATH_PARAMS:
         for value in request.args.getlist(name):
             if _has_dot_segment(value):
