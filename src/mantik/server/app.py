@@ -16,7 +16,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from mantik import _mlflow_internals as mlflow_internals
 from mantik._version import __version__
 from mantik.server import change_stamp, logs, ui_sign_out
-from mantik.server.api import compute, errors, identity, images, pages
+from mantik.server.api import compute, errors, identity, images, jobs_page, pages
 from mantik.server.compute.poller import start_background as start_poller
 from mantik.server.compute.service import ComputeService
 from mantik.server.platform import Platform, build
@@ -47,6 +47,7 @@ def create_mantik_api(platform: Platform, platform_compute: ComputeService) -> F
     errors.install_handlers(api)
     api.include_router(identity.router)
     api.include_router(pages.router)
+    api.include_router(jobs_page.router)
     api.include_router(compute.router)
     api.include_router(images.router)
     return api

@@ -1,16 +1,21 @@
-"""A visible Sign out in the MLflow UI: its page (``GET /``) gets a small form that posts
-to ``/logout`` (same-origin checked there, as every page form). Nothing else is touched."""
+"""mantik in the MLflow UI: its page (``GET /``) gets a small corner with a link to the jobs
+page and a Sign out form posting to ``/logout`` (same-origin checked there, as every page
+form). Nothing else is touched."""
 
 from __future__ import annotations
 
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+_BUTTON = (
+    b"padding:6px 12px;border:1px solid #0b6bcb;border-radius:4px;background:#fff;"
+    b"color:#0b6bcb;font:14px system-ui,sans-serif;cursor:pointer;text-decoration:none"
+)
 SIGN_OUT = (
-    b"<form method=post action=/logout id=mantik-sign-out style='position:fixed;right:16px;"
-    b"bottom:16px;z-index:2147483647;margin:0'><button type=submit style='padding:6px 12px;"
-    b"border:1px solid #0b6bcb;border-radius:4px;background:#fff;color:#0b6bcb;"
-    b"font:14px system-ui,sans-serif;cursor:pointer'>Sign out</button></form>"
+    b"<div id=mantik-corner style='position:fixed;right:16px;bottom:16px;z-index:2147483647;"
+    b"display:flex;gap:8px;align-items:center'><a href=/jobs style='" + _BUTTON + b"'>Jobs</a>"
+    b"<form method=post action=/logout id=mantik-sign-out style='margin:0'>"
+    b"<button type=submit style='" + _BUTTON + b"'>Sign out</button></form></div>"
 )
 
 

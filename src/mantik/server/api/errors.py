@@ -63,7 +63,7 @@ _DISK_FULL = (
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
 
-def _public(request: Request, message: str) -> str:
+def public_message(request: Request, message: str) -> str:
     """``message`` as users may read it: the platform's own folders named, not shown, and
     the whole cut short (a last line of defence; messages quote users' values briefly)."""
     settings = getattr(request.app.state, "settings", None)
@@ -95,7 +95,7 @@ def status_of(exc: ServerError) -> int:
 def install_handlers(app: FastAPI) -> None:
     @app.exception_handler(ServerError)
     async def _server(request: Request, exc: ServerError) -> JSONResponse:
-        body: dict[str, Any] = {"detail": _public(request, exc.message)}
+        body: dict[str, Any] = {"detail": public_message(request, exc.message)}
         headers: dict[str, str] = {}
         if isinstance(exc, identity.IdentityError):
             if exc.code:
@@ -106,7 +106,7 @@ def install_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         problems = [_describe(e) for e in exc.errors()]
-        message = _public(request, "Invalid request: " + "; ".join(problems))
+        message = public_message(request, "Invalid request: " + "; ".join(problems))
         return JSONResponse({"detail": message}, status_code=422)
 
     install_safety_nets(app)

@@ -9,6 +9,7 @@ from urllib.parse import quote, urlsplit
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from mantik.server.api import page_shell
 from mantik.server.api.deps import client_address
 from mantik.server.api.errors import status_of
 from mantik.server.identity import errors
@@ -27,34 +28,19 @@ def same_origin(request: Request) -> None:
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(same_origin)])
 
-_STYLE = """
-body{font-family:system-ui,sans-serif;background:#f4f6f8;margin:0}
-main{max-width:22rem;margin:10vh auto;background:#fff;padding:2rem;border-radius:8px;
-box-shadow:0 1px 4px #0002}
-h1{font-size:1.3rem;margin-top:0}label{display:block;margin:.8rem 0 .2rem}
-input{width:100%;box-sizing:border-box;padding:.5rem;font-size:1rem}
-button{margin-top:1.2rem;width:100%;padding:.6rem;font-size:1rem;background:#0b6bcb;
-color:#fff;border:0;border-radius:4px}.error{color:#b00020}.hint{color:#555;font-size:.85rem}
-"""
-
-
 # The fragment of a deep link (the MLflow UI's route: #/experiments/2/runs/…) never reaches
 # the server; the page carries it into the form, so that sign-in lands where the link led.
 _CARRY_FRAGMENT = (
-    "<script>(function(){var next=document.querySelector('input[name=next]');"
+    "(function(){var next=document.querySelector('input[name=next]');"
     "if(next&&location.hash&&next.value.indexOf('#')<0){next.value+=location.hash;}})();"
-    "</script>"
 )
 
 
 def _page(title: str, body: str, status_code: int = 200) -> HTMLResponse:
-    html = (
-        f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{escape(title)} · "
-        f"mantik</title><meta name=viewport content='width=device-width'>"
-        f"<style>{_STYLE}</style></head><body><main><h1>{escape(title)}</h1>{body}</main>"
-        "</body></html>"
+    """A sign-in page: every one carries a deep link's fragment into its form."""
+    return page_shell.page(
+        title, f"<h1>{escape(title)}</h1>{body}", status_code, script=_CARRY_FRAGMENT
     )
-    return HTMLResponse(html, status_code=status_code, headers={"Cache-Control": "no-store"})
 
 
 def safe_next(target: str | None) -> str:
@@ -79,7 +65,6 @@ def _login_form(next_url: str, username: str = "", error: str = "") -> str:
         + _field("Username", "username", value=username, auto="username")
         + _field("Password", "password", "password", auto="current-password")
         + "<button type=submit>Sign in</button></form>"
-        + _CARRY_FRAGMENT
     )
 
 
@@ -137,7 +122,6 @@ def _new_password_form(username: str, next_url: str, error: str = "") -> str:
         + _field("New password", "new_password", "password", auto="new-password")
         + _field("Repeat new password", "new_password2", "password", auto="new-password")
         + "<button type=submit>Set password</button></form>"
-        + _CARRY_FRAGMENT
     )
 
 

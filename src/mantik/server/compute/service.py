@@ -311,6 +311,16 @@ class ComputeService:
             self._observe_going(username, credentials)
         return self._visible_jobs(username, experiment_id, state)
 
+    def own_jobs(self, username: str, experiment_id: str | None = None) -> list[ComputeJob]:
+        """The jobs ``username`` submitted, in experiments they may still read (newest first;
+        no site is asked)."""
+        return self._visible_jobs(username, experiment_id, None, submitted_by=username)
+
+    def needs_credentials(self, site_name: str) -> bool:
+        """Whether the site answers about its jobs only with the user's own login."""
+        site = self.sites.get(site_name)
+        return site is not None and site.capabilities.needs_credentials
+
     def _observe_going(self, username: str, credentials: SiteCredentials) -> None:
         going: dict[str, list[ComputeJob]] = {}
         for job in self._visible_jobs(username, None, None):
@@ -332,10 +342,16 @@ class ComputeService:
                     self.lifecycle.apply(job, seen[job.job_id], credentials)
 
     def _visible_jobs(
-        self, username: str, experiment_id: str | None, state: str | None
+        self,
+        username: str,
+        experiment_id: str | None,
+        state: str | None,
+        submitted_by: str | None = None,
     ) -> list[ComputeJob]:
         with self.db.session() as session:
             query = select(ComputeJob).order_by(ComputeJob.submitted_at.desc())
+            if submitted_by is not None:
+                query = query.where(ComputeJob.username == submitted_by)
             if experiment_id is not None:
                 query = query.where(ComputeJob.experiment_id == experiment_id)
             if state is not None:

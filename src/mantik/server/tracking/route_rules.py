@@ -48,8 +48,9 @@ SIGNED_IN = re.compile(
     r"|(?:api|ajax-api)/2\.0/mlflow/users/(?:current|get)$"
     r")"
 )
-MANTIK_PREFIXES = ("/api/mantik/", "/compute-backend", "/.well-known/")
-MANTIK_PATHS = frozenset({"/login", "/logout", "/new-password"})
+# mantik's own pages: sign-in, and the jobs page (/jobs, /jobs/<run>, /jobs/<run>/cancel).
+MANTIK_PREFIXES = ("/api/mantik/", "/compute-backend", "/.well-known/", "/jobs/")
+MANTIK_PATHS = frozenset({"/login", "/logout", "/new-password", "/jobs"})
 
 
 def is_mantik(path: str) -> bool:
