@@ -79,7 +79,8 @@ def test_the_jobs_page_follows_a_job_and_cancels_it(
 ) -> None:
     platform = sqlite_platform
     me, other = platform.new_user("jobs"), platform.new_user("jobs-other")
-    mine = submit(me, create_experiment(platform, me, unique("jobs-page")), HOSTILE_NAME)
+    experiment = create_experiment(platform, me, unique("jobs-page"))
+    mine = submit(me, experiment, HOSTILE_NAME)
     theirs = submit(other, create_experiment(platform, other, unique("theirs")), "not-yours")
     alerts: list[str] = []
 
@@ -100,7 +101,7 @@ def test_the_jobs_page_follows_a_job_and_cancels_it(
     expect(row.get_by_role("link", name=HOSTILE_NAME)).to_be_visible()
     expect(row.locator(".badge")).to_have_text("RUNNING", timeout=STATE_TIMEOUT_MS)
     expect(row.get_by_role("link", name="MLflow run")).to_have_attribute(
-        "href", f"/#/experiments/{row_experiment(platform, me, mine)}/runs/{mine}"
+        "href", f"/#/experiments/{experiment}/runs/{mine}"
     )
     assert page.locator(f"tr[data-run='{theirs}']").count() == 0
     assert "not-yours" not in page.content() and theirs not in page.content()
@@ -145,15 +146,10 @@ def test_the_jobs_page_follows_a_job_and_cancels_it(
     expect(page.locator(f"tr[data-run='{mine}'] .badge")).to_have_text("KILLED")
     page.goto(platform.url + "/jobs?status=RUNNING")
     expect(page.locator(f"tr[data-run='{mine}']")).to_have_count(0)
-
-
-def row_experiment(platform: PlatformProcess, user: tuple[str, str], run_id: str) -> str:
-    response = httpx.get(
-        f"{platform.url}/compute-backend/runs/{run_id}", headers=bearer(platform, user)
-    )
-    assert response.status_code == 200, response.text
-    experiment_id: str = response.json()["experiment_id"]
-    return experiment_id
+    page.goto(f"{platform.url}/jobs?experiment={experiment}")
+    expect(page.locator(f"tr[data-run='{mine}']")).to_have_count(1)
+    page.goto(f"{platform.url}/jobs?experiment={experiment}0")
+    expect(page.get_by_text("No job matches.")).to_be_visible()
 
 
 def test_the_jobs_page_asks_for_a_sign_in_and_says_what_is_wrong(

@@ -11,6 +11,7 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from mlflow.entities import ViewType
 
 from mantik import _mlflow_internals as mlflow_internals
 from mantik.compute.states import JobState
@@ -106,11 +107,22 @@ def _names(jobs: list[ComputeJob]) -> tuple[dict[str, str], dict[str, str]]:
             experiments[experiment_id] = store.get_experiment(experiment_id).name
         except Exception as exc:  # deleted for good, or MLflow's store is unreachable
             log.debug("no name for experiment %s: %s", experiment_id, exc)
+    by_experiment: dict[str, list[str]] = {}
     for job in jobs:
+        by_experiment.setdefault(job.experiment_id, []).append(job.run_id)
+    for experiment_id, run_ids in by_experiment.items():
+        listed = ", ".join(f"'{run_id}'" for run_id in run_ids)  # ids are [A-Za-z0-9_-]
         try:
-            runs[job.run_id] = store.get_run(job.run_id).info.run_name or ""
+            found = store.search_runs(
+                [experiment_id],
+                f"attributes.run_id IN ({listed})",
+                ViewType.ALL,
+                max_results=len(run_ids),
+            )
         except Exception as exc:
-            log.debug("no name for run %s: %s", job.run_id, exc)
+            log.debug("no run names in experiment %s: %s", experiment_id, exc)
+            continue
+        runs.update((run.info.run_id, run.info.run_name or "") for run in found)
     return experiments, runs
 
 
