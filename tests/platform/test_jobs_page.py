@@ -134,6 +134,33 @@ def test_the_jobs_page_follows_a_job_and_cancels_it(
         f"{platform.url}/jobs/{mine}", cookies={"mantik_session": platform.session_cookie(other)}
     )
     assert peek.status_code in (403, 404) and "tick" not in peek.text
+    # A colleague the experiment is shared with (READ) sees the job, and no Cancel.
+    reader = platform.new_user("jobs-reader")
+    shared = httpx.post(
+        f"{platform.url}/api/3.0/mlflow/users/permissions/grant",
+        json={
+            "username": reader[0],
+            "resource_type": "experiment",
+            "resource_id": experiment,
+            "permission": "READ",
+        },
+        headers=bearer(platform, me),
+    )
+    assert shared.status_code == 200, shared.text
+    reader_cookie = {"mantik_session": platform.session_cookie(reader)}
+    seen = httpx.get(f"{platform.url}/jobs/{mine}", cookies=reader_cookie)
+    assert seen.status_code == 200 and "class=cancel" not in seen.text
+    refused = httpx.post(
+        f"{platform.url}/jobs/{mine}/cancel",
+        cookies=reader_cookie,
+        headers={"Origin": platform.url},
+    )
+    assert refused.status_code == 403, refused.text
+    assert mine not in httpx.get(f"{platform.url}/jobs", cookies=reader_cookie).text
+    # Signed out, a cancel only leads to sign-in (and back to the job, not to a repeat).
+    anonymous = httpx.post(f"{platform.url}/jobs/{mine}/cancel", headers={"Origin": platform.url})
+    assert anonymous.status_code == 303
+    assert anonymous.headers["location"] == f"/login?next=/jobs/{mine}"
     expect(page.locator("#state .badge")).to_have_text("RUNNING")
 
     page.get_by_role("button", name="Cancel").click()

@@ -133,7 +133,7 @@ def test_every_mantik_route_needs_a_caller_or_is_listed_public(apps: tuple[Any, 
             continue
         calls = {d.call for d in route.dependant.dependencies}
         calls |= {d.call for dep in route.dependant.dependencies for d in dep.dependencies}
-        needs_user = deps.current_principal in calls
+        needs_user = bool({deps.current_principal, deps.browser_user} & calls)
         # Identity forms (sign-in, password change, refresh) check credentials themselves.
         identity_form = path.startswith(("/api/mantik/", "/login", "/logout", "/new-password"))
         assert needs_user or identity_form or path in MANTIK_PUBLIC, path

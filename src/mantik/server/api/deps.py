@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
@@ -34,6 +35,36 @@ def current_principal(request: Request) -> Principal:
 
 
 CurrentUser = Annotated[Principal, Depends(current_principal)]
+
+
+class SignInFirst(Exception):
+    """A page asked for without a browser session; answered with a redirect to sign in
+    (api.errors), and from there back to ``back_to``."""
+
+    def __init__(self, back_to: str) -> None:
+        super().__init__(back_to)
+        self.back_to = back_to
+
+
+def browser_user(request: Request) -> Principal:
+    """The caller of one of mantik's pages: the browser session only (job tokens never).
+    Without one, sign in and come back: to this page, or for a form post (which is not
+    repeated) to the page of its form, the action's parent (``/jobs/<run>/cancel`` →
+    ``/jobs/<run>``)."""
+    token = request.cookies.get(authorization.SESSION_COOKIE)
+    principal = None
+    if token:
+        with contextlib.suppress(InvalidToken):
+            principal = authorization.current_gate().principal(token)
+    if principal is not None and principal.kind != "job":
+        return principal
+    if request.method in ("GET", "HEAD"):
+        query = request.url.query
+        raise SignInFirst(request.url.path + (f"?{query}" if query else ""))
+    raise SignInFirst(request.url.path.rsplit("/", 1)[0] or "/")
+
+
+BrowserUser = Annotated[Principal, Depends(browser_user)]
 
 
 def client_address(request: Request) -> str:

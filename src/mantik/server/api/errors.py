@@ -10,14 +10,16 @@ import errno
 import logging
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse
 from sqlalchemy.exc import DataError, OperationalError
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from mantik.server.api.deps import SignInFirst
 from mantik.server.compute import errors as compute
 from mantik.server.errors import ServerError
 from mantik.server.identity import errors as identity
@@ -102,6 +104,10 @@ def install_handlers(app: FastAPI) -> None:
                 body["code"] = exc.code
             headers = exc.headers
         return JSONResponse(body, status_code=status_of(exc), headers=headers)
+
+    @app.exception_handler(SignInFirst)
+    async def _sign_in(_: Request, exc: SignInFirst) -> RedirectResponse:
+        return RedirectResponse(f"/login?next={quote(exc.back_to)}", status_code=303)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -16,6 +16,7 @@ from mlflow.entities import ViewType
 from mantik import _mlflow_internals as mlflow_internals
 from mantik.compute.states import JobState
 from mantik.server.api import jobs_scripts, page_shell
+from mantik.server.api.deps import BrowserUser
 from mantik.server.api.errors import public_message, status_of
 from mantik.server.api.jobs_chart import RUN_STATUSES, chart
 from mantik.server.api.pages import same_origin
@@ -23,31 +24,13 @@ from mantik.server.compute.errors import SiteError
 from mantik.server.compute.offline.marks import SyncStatus, statuses
 from mantik.server.compute.service import ComputeService
 from mantik.server.errors import ServerError
-from mantik.server.identity.tokens import InvalidToken
 from mantik.server.models import ComputeJob, utcnow
-from mantik.server.tracking import authorization
+from mantik.server.tracking.permissions import can_access
 
 log = logging.getLogger(__name__)
 router = APIRouter(include_in_schema=False, dependencies=[Depends(same_origin)])
 RunId = Annotated[str, Path(max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 SHOWN = 200  # rows on the page; the rest is `mantik runs list`
-
-
-def _viewer(request: Request) -> str | None:
-    """The signed-in user (the browser session; job tokens never), or None."""
-    token = request.cookies.get(authorization.SESSION_COOKIE)
-    if not token:
-        return None
-    try:
-        principal = authorization.current_gate().principal(token)
-    except InvalidToken:
-        return None
-    return None if principal.kind == "job" else principal.username
-
-
-def _sign_in(request: Request) -> RedirectResponse:
-    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-    return RedirectResponse(f"/login?next={quote(target)}", status_code=303)
 
 
 def _service(request: Request) -> ComputeService:
@@ -126,8 +109,8 @@ def _names(jobs: list[ComputeJob]) -> tuple[dict[str, str], dict[str, str]]:
     return experiments, runs
 
 
-def _cancel_form(job: ComputeJob) -> str:
-    if JobState(job.state).terminal:
+def _cancel_form(job: ComputeJob, may_cancel: bool = True) -> str:
+    if JobState(job.state).terminal or not may_cancel:
         return ""
     return (
         f"<form class=cancel method=post action='/jobs/{job.run_id}/cancel'>"
@@ -183,10 +166,10 @@ def _filters(experiments: dict[str, str], experiment: str, status: str) -> str:
 
 
 @router.get("/jobs")
-def jobs_page(request: Request, experiment: str = "", status: str = "") -> Response:
-    username = _viewer(request)
-    if username is None:
-        return _sign_in(request)
+def jobs_page(
+    request: Request, viewer: BrowserUser, experiment: str = "", status: str = ""
+) -> Response:
+    username = viewer.username
     if status and status not in RUN_STATUSES:
         message = f"Unknown state {status[:32]!r}; the states are {', '.join(RUN_STATUSES)}."
         return _error(username, "Your jobs", message, 400)
@@ -243,15 +226,14 @@ def jobs_page(request: Request, experiment: str = "", status: str = "") -> Respo
 
 
 @router.get("/jobs/{run_id}")
-def job_page(request: Request, run_id: RunId) -> Response:
-    username = _viewer(request)
-    if username is None:
-        return _sign_in(request)
+def job_page(request: Request, viewer: BrowserUser, run_id: RunId) -> Response:
+    username = viewer.username
     service = _service(request)
     try:
         job = service.job(username, run_id)
     except ServerError as exc:
         return _error(username, "Job", public_message(request, exc.message), status_of(exc))
+    may_cancel = can_access(username, job.experiment_id, "update")  # as the cancel checks
     experiments, runs = _names([job])
     sync = statuses(service.db, [job.run_id]).get(job.run_id)
     name = runs.get(job.run_id) or job.run_id
@@ -273,7 +255,7 @@ def job_page(request: Request, run_id: RunId) -> Response:
     facts_html = "".join(f"<dt>{label}</dt><dd>{value}</dd>" for label, value in facts)
     body = (
         f"{_nav(username)}<div id=job data-run='{job.run_id}'><h1>{escape(name)}</h1>"
-        f"<dl>{facts_html}</dl>{_cancel_form(job)}"
+        f"<dl>{facts_html}</dl>{_cancel_form(job, may_cancel)}"
         "<h2 style='font-size:1.05rem'>Log</h2><label class=hint style='display:flex;gap:.4rem;"
         "align-items:center'><input id=follow type=checkbox checked style='width:auto'>follow"
         "</label><pre id=log class=log aria-live=polite></pre></div>"
@@ -282,10 +264,8 @@ def job_page(request: Request, run_id: RunId) -> Response:
 
 
 @router.post("/jobs/{run_id}/cancel")
-def cancel_job(request: Request, run_id: RunId) -> Response:
-    username = _viewer(request)
-    if username is None:
-        return _sign_in(request)
+def cancel_job(request: Request, viewer: BrowserUser, run_id: RunId) -> Response:
+    username = viewer.username  # signed out: sign in, and see the job first (deps)
     service = _service(request)
     try:
         job = service.cancel(username, run_id)
