@@ -29,6 +29,7 @@ _CLIENT_ENV = (
     "MLFLOW_EXPERIMENT_NAME",
     "MLFLOW_EXPERIMENT_ID",
     "MLFLOW_RUN_ID",
+    "MLFLOW_REGISTRY_URI",
 )
 
 
@@ -46,6 +47,10 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]
     if mlflow.active_run() is not None:
         mlflow.end_run()
     mlflow.set_tracking_uri(None)
+    # MLflow's server code, run in-process by tests/server, makes its registry store this
+    # process's registry URI (handlers._get_model_registry_store): later clients would
+    # reach that database directly, past the platform.
+    mlflow.set_registry_uri(None)  # type: ignore[arg-type]
     # No public API unsets an experiment chosen with mlflow.set_experiment().
     mlflow.tracking.fluent._active_experiment_id = None
 
