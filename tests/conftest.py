@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -57,7 +58,8 @@ def reachable_tmp_path(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory)
         return
     base = tmp_path_factory.getbasetemp()
     for folder in (base.parent, base, tmp_path):
-        folder.chmod(0o711)
+        # Only add the pass bits: a --basetemp under /tmp must leave /tmp's 1777 as it is.
+        folder.chmod(stat.S_IMODE(folder.stat().st_mode) | 0o111)
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgres"])
