@@ -109,6 +109,52 @@ def open_permission_store(database_uri: str) -> Any:
     return store
 
 
+def write_auth_user(database_uri: str, username: str, password: str, *, is_admin: bool) -> bool:
+    """Make ``username`` a user of the permission database with this admin flag, as the
+    store's ``create_user``/``update_user`` would, without importing ``mlflow.server`` (its
+    package builds the whole tracking app, seconds for a CLI command). ``password`` is
+    hashed as the store hashes it; an existing user keeps theirs.
+
+    False, with nothing written, when MLflow has not made the database yet: then only
+    :func:`open_permission_store` can (it runs MLflow's migrations).
+    """
+    import sqlalchemy as sa
+    from werkzeug.security import generate_password_hash  # what the store hashes with
+
+    # The ``users`` table as every migration since MLflow's first (8606fa83a998) has it.
+    users = sa.Table(
+        "users",
+        sa.MetaData(),
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("username", sa.String(255), unique=True),
+        sa.Column("password_hash", sa.String(255)),
+        sa.Column("is_admin", sa.Boolean),
+    )
+    engine = sa.create_engine(database_uri)
+    try:
+        if not sa.inspect(engine).has_table("users"):
+            return False
+        mark = sa.update(users).where(users.c.username == username).values(is_admin=is_admin)
+        with engine.begin() as connection:
+            if connection.execute(mark).rowcount:
+                return True
+        try:
+            with engine.begin() as connection:
+                connection.execute(
+                    sa.insert(users).values(
+                        username=username,
+                        password_hash=generate_password_hash(password),
+                        is_admin=is_admin,
+                    )
+                )
+        except sa.exc.IntegrityError:  # someone (a platform worker) created it meanwhile
+            with engine.begin() as connection:
+                connection.execute(mark)
+        return True
+    finally:
+        engine.dispose()
+
+
 def permission_store() -> Any:
     """The permission store of this process's auth app."""
     return _auth().store

@@ -49,11 +49,7 @@ def _platform(
 def _sync_mlflow_user(settings: ServerSettings, username: str, is_admin: bool) -> None:
     from mantik.server.tracking import mlflow_app
 
-    store = mlflow_app.auth_store(settings)
-    try:
-        mlflow_app.ensure_user(store, username, is_admin=is_admin)
-    finally:
-        store.engine.dispose()
+    mlflow_app.sync_user(settings, username, is_admin=is_admin)
 
 
 @contextmanager

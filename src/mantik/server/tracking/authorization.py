@@ -9,7 +9,6 @@ other way to hand it state.
 from __future__ import annotations
 
 import json
-import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -207,8 +206,3 @@ def authorize() -> Authorization | Response:
             f"A job token may only write to its run {principal.run_id}.",
         )
     return Authorization("bearer", {"username": principal.username})
-
-
-def random_password() -> str:
-    """MLflow's auth store wants a password per user; ours are never used there."""
-    return secrets.token_urlsafe(32)

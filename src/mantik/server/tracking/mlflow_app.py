@@ -9,6 +9,7 @@ from __future__ import annotations
 import configparser
 import io
 import os
+import secrets
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -173,10 +174,30 @@ def create_mlflow_app(settings: ServerSettings) -> Any:
     return app
 
 
+def random_password() -> str:
+    """MLflow's auth store wants a password per user; ours are never used there."""
+    return secrets.token_urlsafe(32)
+
+
+def sync_user(settings: ServerSettings, username: str, *, is_admin: bool) -> None:
+    """Make ``username`` known to MLflow's permission database (so it can be granted
+    access before it first signs in), with the right admin flag; for the admin CLI.
+
+    Written directly, unless MLflow has yet to make the database: opening MLflow's store
+    imports its whole server (seconds).
+    """
+    uri = settings.resolved_auth_database_uri
+    if mlflow_internals.write_auth_user(uri, username, random_password(), is_admin=is_admin):
+        return
+    store = auth_store(settings)
+    try:
+        ensure_user(store, username, is_admin=is_admin)
+    finally:
+        store.engine.dispose()
+
+
 def ensure_user(store: Any, username: str, *, is_admin: bool) -> None:
     """Make ``username`` known to MLflow's permission store, with the right admin flag."""
-    from mantik.server.tracking.authorization import random_password
-
     if not store.has_user(username):
         try:
             store.create_user(username, random_password(), is_admin=is_admin)
