@@ -13,7 +13,7 @@ import pytest
 from playwright.sync_api import Dialog, Page, expect
 
 from tests.support.browser import bearer, create_experiment, sign_in, wait_at
-from tests.support.platform import PlatformProcess, unique
+from tests.support.platform import PlatformProcess, share_experiment, unique
 from tests.support.projects import zipped
 
 pytestmark = pytest.mark.browser
@@ -136,16 +136,7 @@ def test_the_jobs_page_follows_a_job_and_cancels_it(
     assert peek.status_code in (403, 404) and "tick" not in peek.text
     # A colleague the experiment is shared with (READ) sees the job, and no Cancel.
     reader = platform.new_user("jobs-reader")
-    shared = httpx.post(
-        f"{platform.url}/api/3.0/mlflow/users/permissions/grant",
-        json={
-            "username": reader[0],
-            "resource_type": "experiment",
-            "resource_id": experiment,
-            "permission": "READ",
-        },
-        headers=bearer(platform, me),
-    )
+    shared = share_experiment(platform.client(me), experiment, reader[0])
     assert shared.status_code == 200, shared.text
     reader_cookie = {"mantik_session": platform.session_cookie(reader)}
     seen = httpx.get(f"{platform.url}/jobs/{mine}", cookies=reader_cookie)

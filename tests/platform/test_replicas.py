@@ -28,11 +28,10 @@ import pytest
 from mlflow import MlflowClient
 
 import mantik
-from tests.support.platform import PlatformProcess, free_port, start_platform
+from tests.support.platform import PlatformProcess, free_port, share_experiment, start_platform
 from tests.support.services import postgres_uris, require_slurm
 
 API = "/api/2.0/mlflow"
-GRANTS = "/api/3.0/mlflow/users/permissions"
 SEARCH = f"{API}/experiments/search"
 
 
@@ -135,15 +134,7 @@ def test_a_grant_at_a_counts_at_b_at_once(replicas: Replicas) -> None:
     ).json()["experiment_id"]
     get = (f"{API}/experiments/get", {"experiment_id": experiment})
     assert bob_at_b.get(get[0], params=get[1]).status_code == 403  # B caches the refusal
-    granted = alice.post(
-        f"{GRANTS}/grant",
-        json={
-            "username": bob_user[0],
-            "resource_type": "experiment",
-            "resource_id": experiment,
-            "permission": "READ",
-        },
-    )
+    granted = share_experiment(alice, experiment, bob_user[0])
     assert granted.status_code == 200, granted.text
     assert bob_at_b.get(get[0], params=get[1]).status_code == 200
 

@@ -39,6 +39,20 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
+def share_experiment(
+    client: httpx.Client, experiment_id: str, username: str, permission: str = "READ"
+) -> httpx.Response:
+    """The owner's ``client`` grants ``username`` a permission on an experiment (MLflow's
+    grant API, as `mantik experiments share` calls it)."""
+    grant = {
+        "username": username,
+        "resource_type": "experiment",
+        "resource_id": experiment_id,
+        "permission": permission,
+    }
+    return client.post("/api/3.0/mlflow/users/permissions/grant", json=grant)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

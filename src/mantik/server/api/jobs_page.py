@@ -6,16 +6,17 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 from html import escape
-from typing import Annotated, Any
+from typing import Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from mlflow.entities import ViewType
 
 from mantik import _mlflow_internals as mlflow_internals
 from mantik.compute.states import JobState
 from mantik.server.api import jobs_scripts, page_shell
+from mantik.server.api.compute import RunId
 from mantik.server.api.deps import BrowserUser
 from mantik.server.api.errors import public_message, status_of
 from mantik.server.api.jobs_chart import RUN_STATUSES, chart
@@ -29,7 +30,6 @@ from mantik.server.tracking.permissions import can_access
 
 log = logging.getLogger(__name__)
 router = APIRouter(include_in_schema=False, dependencies=[Depends(same_origin)])
-RunId = Annotated[str, Path(max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 SHOWN = 200  # rows on the page; the rest is `mantik runs list`
 
 
